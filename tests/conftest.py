@@ -1,0 +1,17 @@
+"""Test session setup: quiet TensorFlow logs and split the CPU into two logical devices.
+
+Splitting must happen before TensorFlow initializes its devices, so it is done here, at the start
+of the pytest session, for every test: tests that need two replicas (tf.distribute) use them and
+all others run on the first.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])

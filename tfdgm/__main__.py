@@ -1,0 +1,140 @@
+"""Command line: `python -m tfdgm {train,evaluate,sample,export} ...`.
+
+    python -m tfdgm train --config configs/quickstart.yaml [--set key=value ...] [--run-dir DIR]
+    python -m tfdgm evaluate --run runs/quickstart [--set evaluation.nll_samples=1000]
+    python -m tfdgm sample --run runs/quickstart -n 64 [--temperature 0.7] [--out samples.png]
+    python -m tfdgm export --run runs/quickstart [--base-dir export] [--version 1]
+
+Bad input (config keys, values, dataset, incompatible options) exits with status 2 and a message
+naming the problem and the fix; a NaN/Inf in training exits with status 3.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from tfdgm.errors import TfdgmError  # noqa: E402
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m tfdgm", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train (or resume) a run, then evaluate it")
+    train.add_argument("--config", default="configs/quickstart.yaml")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value (YAML syntax), e.g. model.latent_dim=32")
+    train.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
+    train.add_argument("--data-dir", help="shorthand for --set data.data_dir=DIR")
+
+    for name, text in (("evaluate", "recompute the test figures of a run's best checkpoint"),
+                       ("sample", "write a PNG grid of samples from a run"),
+                       ("export", "export a run as a SavedModel (TF Serving layout) and TFLite")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--run", required=True, help="the run directory, e.g. runs/quickstart")
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+        command.add_argument("--data-dir")
+        if name == "sample":
+            command.add_argument("-n", "--num", type=int, default=64)
+            command.add_argument("--temperature", type=float, default=1.0,
+                                 help="scale of the prior noise (reduced-temperature sampling)")
+            command.add_argument("--out", help="PNG path (default: <run>/samples_<n>.png)")
+            command.add_argument("--seed", type=int, default=0)
+        if name == "export":
+            command.add_argument("--base-dir", help="export base directory (config export.base_dir)")
+            command.add_argument("--version", type=int, help="model version (config export.version)")
+    return parser
+
+
+def _load_run(args):
+    """Config of an existing run and its model restored from the best checkpoint."""
+    from tfdgm import config as config_lib
+    from tfdgm.data import dataset_info
+    from tfdgm.errors import ConfigError
+    from tfdgm.models import build_model
+    from tfdgm.training.train import Run, restore
+
+    run = Run(args.run)
+    if not os.path.exists(run.config):
+        raise ConfigError(f"'{args.run}' is not a run directory (no config.yaml). Train one "
+                          f"first with `make train`, or pass RUN=runs/<name>.")
+    overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+    config = config_lib.load(run.config, overrides)
+    if not os.path.exists(run.checkpoint("best")):
+        raise ConfigError(f"'{args.run}' has no checkpoint yet ({run.checkpoint('best')}); "
+                          f"train it for at least one epoch.")
+    model = build_model(config, dataset_info(config.data))
+    restore(model, run.checkpoint("best"))
+    return config, run, model
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from tfdgm import config as config_lib
+            from tfdgm.training.train import train_and_evaluate
+
+            overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"]
+                                          if args.data_dir else [])
+            config = config_lib.load(args.config, overrides)
+            run_dir = args.run_dir or os.path.join("runs", config.name)
+            metrics = train_and_evaluate(config, run_dir)
+            _print_metrics(metrics, run_dir)
+        elif args.command == "evaluate":
+            from tfdgm.data import load_datasets
+            from tfdgm.training.callbacks import RunState
+            from tfdgm.training.train import evaluate
+
+            config, run, model = _load_run(args)
+            datasets = load_datasets(config.data, seed=config.seed)
+            metrics = evaluate(model, datasets, config, run, RunState.load(run.checkpoints))
+            _print_metrics(metrics, run.dir)
+        elif args.command == "sample":
+            import tensorflow as tf
+
+            from tfdgm.evaluation import save_png, tile
+
+            config, run, model = _load_run(args)
+            eps = args.temperature * tf.random.stateless_normal([args.num, model.latent_dim],
+                                                                [args.seed, 0])
+            out = args.out or os.path.join(run.dir, f"samples_{args.num}.png")
+            save_png(tile(model.generate(eps).numpy()), out)
+            print(f"Wrote {args.num} samples (temperature {args.temperature}) to {out}")
+        elif args.command == "export":
+            from tfdgm.export import export_saved_model, export_tflite
+
+            config, run, model = _load_run(args)
+            base = args.base_dir or config.export.base_dir
+            version = args.version or config.export.version
+            path = export_saved_model(model, base, config.name, version)
+            print(f"SavedModel (TF Serving layout): {path}")
+            if config.export.tflite:
+                tflite = export_tflite(model, os.path.join(base, f"{config.name}.tflite"))
+                print(f"TFLite generator: {tflite}")
+    except TfdgmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("\nInterrupted: run the same command again to resume from the last checkpoint.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_metrics(metrics, run_dir):
+    if not metrics:
+        return
+    print(f"\nResults ({os.path.join(run_dir, 'metrics.json')}):")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            print(f"  {key:>22}: {value:.3f}")
+        elif not isinstance(value, list):
+            print(f"  {key:>22}: {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

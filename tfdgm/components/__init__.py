@@ -1,0 +1,4 @@
+"""The VAE's pluggable components; importing this package registers all of them."""
+
+from tfdgm.nn import networks  # noqa: F401  (encoders, decoders)
+from tfdgm.components import likelihoods, posteriors, priors  # noqa: F401

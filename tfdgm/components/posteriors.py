@@ -1,0 +1,146 @@
+"""Gaussian variational posteriors q(z | x) built on encoder features.
+
+Every posterior is a Keras layer called as `posterior(h, num_samples, seed)` with encoder features
+`h [B, F]`; it returns a `PosteriorSample` holding reparameterized samples `z [S, B, D]` and their
+log-density `log q(z | x) [S, B]`. Flow posteriors (`tfdgm.components.flow_posteriors`) and the
+hyperspherical ones (`tfdgm.components.spherical`) follow the same contract.
+"""
+
+import math
+from typing import NamedTuple, Optional
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfdgm import random as tfdgm_random
+from tfdgm.registry import POSTERIORS
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class PosteriorSample(NamedTuple):
+    """Samples of q(z | x) and what the objectives need from them.
+
+    Attributes:
+      z: `[S, B, D]` reparameterized samples.
+      log_q: `[S, B]` log q(z | x) at those samples (flows: including the summed log-det).
+      kl_per_dim: `[B, D]` analytic KL(q(z_d | x) || N(0, 1)) per dimension where q factorizes
+        over dimensions (diagonal Gaussian), else `None`.
+      mean: `[B, D]` a deterministic code for x (the mean, pushed through any flow) used by
+        `encode` and the active-unit statistic.
+    """
+    z: tf.Tensor
+    log_q: tf.Tensor
+    kl_per_dim: Optional[tf.Tensor]
+    mean: tf.Tensor
+
+
+class Posterior(keras.layers.Layer):
+    """Base class: `call(h [B, F], num_samples, seed [2]) -> PosteriorSample`.
+
+    Attributes:
+      latent_dim: `D`.
+      geometry: `"euclidean"` or `"sphere"`; a prior must live on the same manifold.
+    """
+
+    geometry = "euclidean"
+
+    def __init__(self, latent_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim}
+
+
+def positive_scale(raw):
+    """`softplus(raw) + 1e-5`: a scale bounded away from zero."""
+    return tf.nn.softplus(raw) + 1e-5
+
+
+def standard_normal_log_prob(eps):
+    """`sum_d log N(eps_d; 0, 1)` over the last axis."""
+    return -0.5 * tf.reduce_sum(tf.square(eps), -1) - eps.shape[-1] * HALF_LOG_TWO_PI
+
+
+@POSTERIORS.register("diagonal_gaussian")
+@keras.saving.register_keras_serializable("tfdgm")
+class DiagonalGaussianPosterior(Posterior):
+    """q(z | x) = N(z; mu(x), diag sigma(x)^2) (Kingma & Welling 2014).
+
+    `z = mu + sigma * eps` with `eps ~ N(0, I)`; `log q(z | x) = sum_d log N(eps_d) - log sigma_d`.
+    The per-dimension KL to N(0, 1) is `(mu^2 + sigma^2 - 1) / 2 - log sigma`.
+    """
+
+    factorized = True
+
+    def __init__(self, latent_dim, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.loc_head = keras.layers.Dense(latent_dim, name="loc")
+        self.scale_head = keras.layers.Dense(latent_dim, name="scale")
+
+    def loc_and_scale(self, h):
+        """Returns `mu [B, D]` and `sigma [B, D]`."""
+        return self.loc_head(h), positive_scale(self.scale_head(h))
+
+    def log_prob(self, z, h):
+        """`log q(z | x)` for any `z [..., B, D]` (used by ELBO surgery)."""
+        loc, scale = self.loc_and_scale(h)
+        return standard_normal_log_prob((z - loc) / scale) - tf.reduce_sum(tf.math.log(scale), -1)
+
+    def call(self, h, num_samples=1, seed=None):
+        loc, scale = self.loc_and_scale(h)
+        batch = tf.shape(loc)[0]
+        eps = tfdgm_random.normal([num_samples, batch, self.latent_dim], seed, batch_axis=1,
+                                  dtype=loc.dtype)
+        z = loc + scale * eps
+        log_q = standard_normal_log_prob(eps) - tf.reduce_sum(tf.math.log(scale), -1)
+        kl_per_dim = 0.5 * (tf.square(loc) + tf.square(scale) - 1.0) - tf.math.log(scale)
+        return PosteriorSample(z=z, log_q=log_q, kl_per_dim=kl_per_dim, mean=loc)
+
+
+@POSTERIORS.register("full_covariance_gaussian")
+@keras.saving.register_keras_serializable("tfdgm")
+class FullCovarianceGaussianPosterior(Posterior):
+    """q(z | x) = N(z; mu(x), L(x) L(x)^T) with a Cholesky factor from the encoder.
+
+    As in Kingma's lecture (and Kingma & Welling 2019, sec. 2.5): `L = L_mask * L' + diag(sigma)`,
+    the encoder giving `mu`, `sigma > 0` and the strictly lower-triangular entries of `L'`.
+    `z = mu + L eps`; since L is triangular, `log |det L| = sum_d log sigma_d` and
+    `log q(z | x) = sum_d log N(eps_d) - log sigma_d`.
+    """
+
+    def __init__(self, latent_dim, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.loc_head = keras.layers.Dense(latent_dim, name="loc")
+        self.scale_head = keras.layers.Dense(latent_dim, name="scale")
+        self.lower_head = keras.layers.Dense(latent_dim * (latent_dim - 1) // 2, name="lower",
+                                             kernel_initializer="zeros")
+
+    def loc_and_cholesky(self, h):
+        """Returns `mu [B, D]`, `sigma [B, D]` and the lower-triangular `L [B, D, D]`."""
+        loc = self.loc_head(h)
+        scale = positive_scale(self.scale_head(h))
+        # D(D-1)/2 entries fill a (D-1)x(D-1) lower triangle; padding a zero row on top and a zero
+        # column on the right places it strictly below the diagonal of a DxD matrix.
+        strictly_lower = tf.pad(tfp.math.fill_triangular(self.lower_head(h)),
+                                [[0, 0], [1, 0], [0, 1]])
+        return loc, scale, tf.linalg.set_diag(strictly_lower, scale)
+
+    def log_prob(self, z, h):
+        loc, scale, cholesky = self.loc_and_cholesky(h)
+        diff = z - loc
+        leading = tf.shape(diff)[:-2]
+        chol = tf.broadcast_to(cholesky, tf.concat([leading, tf.shape(cholesky)], 0))
+        eps = tf.linalg.triangular_solve(chol, diff[..., None], lower=True)[..., 0]
+        return standard_normal_log_prob(eps) - tf.reduce_sum(tf.math.log(scale), -1)
+
+    def call(self, h, num_samples=1, seed=None):
+        loc, scale, cholesky = self.loc_and_cholesky(h)
+        batch = tf.shape(loc)[0]
+        eps = tfdgm_random.normal([num_samples, batch, self.latent_dim], seed, batch_axis=1,
+                                  dtype=loc.dtype)
+        z = loc + tf.einsum("bij,sbj->sbi", cholesky, eps)
+        log_q = standard_normal_log_prob(eps) - tf.reduce_sum(tf.math.log(scale), -1)
+        return PosteriorSample(z=z, log_q=log_q, kl_per_dim=None, mean=loc)
