@@ -6,8 +6,11 @@ all others run on the first.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Datasets the tests prepare go to a scratch TFDS directory, never the user's.
+os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="tfdgm-tfds-"))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402

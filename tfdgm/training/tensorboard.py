@@ -102,6 +102,6 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def log_test_metrics(self, metrics, step):
         with self.writer.as_default(step=step):
             for name, value in metrics.items():
-                if isinstance(value, (int, float)):
-                    tf.summary.scalar(f"test/{name}", float(value))
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    tf.summary.scalar(f"test/{name.removeprefix('test_')}", float(value))
         self.writer.flush()

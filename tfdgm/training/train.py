@@ -115,14 +115,14 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
         config_lib.dump(config, run.config)
 
     datasets = load_datasets(config.data, seed=config.seed)
+    state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
     with strategy.scope():
         model = build_model(config, datasets.info)
         model.compile(optimizer=make_optimizer(config.optimizer),
                       jit_compile=config.training.jit_compile)
-    state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
-    if state is not None:
-        restore(model, run.checkpoint("last"))
-        print(f"Resuming {run_dir} after epoch {state.epochs_done}.")
+        if state is not None:
+            restore(model, run.checkpoint("last"))
+            print(f"Resuming {run_dir} after epoch {state.epochs_done}.")
     state = state or cb.RunState()
 
     finished = state.stopped_early or state.epochs_done >= config.training.epochs
@@ -148,16 +148,18 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     if not chief:
         return {}
     logger.set_model(model)
-    metrics = evaluate(model, datasets, config, run, state)
+    metrics = evaluate(model, datasets, config, run, state, strategy=strategy)
     logger.log_test_metrics(metrics, step=max(state.epochs_done, 1))
     return metrics
 
 
 def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = None,
-             write: bool = True) -> Dict[str, Any]:
+             write: bool = True, strategy: Optional[tf.distribute.Strategy] = None
+             ) -> Dict[str, Any]:
     """Restores the best checkpoint and computes the test figures; writes `metrics.json` and the
     image grids."""
-    restore(model, run.checkpoint("best"))
+    with (strategy or tf.distribute.get_strategy()).scope():
+        restore(model, run.checkpoint("best"))
     model.eval_step.assign(0)
     test = model.evaluate(datasets.test, verbose=0, return_dict=True)
     evaluation = config.evaluation

@@ -1,0 +1,177 @@
+"""End-to-end runs on real digits (mnist5k, no internet): the run directory, TensorBoard, resuming
+after Ctrl-C or kill -9, the NaN guard, and CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tfdgm import config as config_lib
+from tfdgm.errors import NonFiniteLossError
+from tfdgm.training import callbacks as cb
+from tfdgm.training.train import train_and_evaluate
+
+TINY = {
+    "name": "tiny",
+    "data": {"name": "mnist5k", "binarize": "dynamic", "batch_size": 50, "eval_batch_size": 100,
+             "max_examples": 300},
+    "model": {"latent_dim": 4, "encoder": {"name": "mlp", "hidden_units": [32]},
+              "decoder": {"name": "mlp", "hidden_units": [32]}},
+    "objective": {"warmup_epochs": 2},
+    "optimizer": {"learning_rate": 1e-3},
+    "training": {"epochs": 3, "patience": 5},
+    "evaluation": {"nll_samples": 50, "nll_chunk": 25, "nll_examples": 100},
+}
+EPOCHS = TINY["training"]["epochs"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
+    metrics = train_and_evaluate(config_lib.from_dict(TINY), run_dir)
+    return run_dir, metrics
+
+
+def test_run_directory_holds_everything(finished_run):
+    run_dir, metrics = finished_run
+    for name in ("config.yaml", "metrics.json", "samples.png", "reconstructions.png",
+                 "interpolation.png", "checkpoints/last.weights.h5",
+                 "checkpoints/best.weights.h5", "checkpoints/state.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert config_lib.load(os.path.join(run_dir, "config.yaml")) == config_lib.from_dict(TINY)
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        saved = json.load(f)
+    assert saved == metrics
+    assert saved["epochs_trained"] == EPOCHS and saved["test_nll_examples"] == 100
+    assert -saved["test_nll"] >= saved["test_elbo"] - 0.5  # log p(x) estimate >= ELBO
+    assert len(saved["kl_per_dimension"]) == 4 and 0 <= saved["active_units"] <= 4
+
+
+def test_tensorboard_has_every_tag_with_one_point_per_epoch(finished_run):
+    run_dir, _ = finished_run
+    events = EventAccumulator(os.path.join(run_dir, "logs"),
+                              size_guidance={"tensors": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    per_epoch = ["train/elbo", "train/reconstruction", "train/kl", "train/loss",
+                 "validation/elbo", "validation/reconstruction", "validation/kl", "beta",
+                 "learning_rate", "examples_per_second", "active_units",
+                 "kl_per_dimension/z0", "kl_per_dimension/z3", "images/samples",
+                 "images/reconstructions", "images/interpolation"]
+    for tag in per_epoch:
+        assert tag in tags["tensors"], tag
+        assert len(events.Tensors(tag)) == EPOCHS, tag
+    betas = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("beta")]
+    assert betas == [0.0, 0.5, 1.0]
+    assert len(events.Tensors("test/nll")) == 1
+    assert "_hparams_/session_start_info" in tags["tensors"]
+    grid = tf.make_ndarray(events.Tensors("images/samples")[0].tensor_proto)
+    assert grid.shape[0] == 3  # width, height, one PNG-encoded grid
+
+
+def test_rerun_resumes_instead_of_starting_over(finished_run):
+    run_dir, _ = finished_run
+    with open(os.path.join(run_dir, "checkpoints", "state.json")) as f:
+        before = json.load(f)
+    config = config_lib.from_dict({**TINY, "training": {**TINY["training"], "epochs": EPOCHS + 1}})
+    metrics = train_and_evaluate(config, run_dir)
+    with open(os.path.join(run_dir, "checkpoints", "state.json")) as f:
+        after = json.load(f)
+    assert after["epochs_done"] == EPOCHS + 1 and metrics["epochs_trained"] == EPOCHS + 1
+    assert after["history"][:EPOCHS] == before["history"]
+
+
+def test_rerun_with_a_different_experiment_is_refused(finished_run):
+    run_dir, _ = finished_run
+    config = config_lib.from_dict({**TINY, "model": {**TINY["model"], "latent_dim": 5}})
+    with pytest.raises(Exception, match="different config .*model.latent_dim"):
+        train_and_evaluate(config, run_dir)
+
+
+class _Poison(keras.callbacks.Callback):
+    """Writes a NaN into a decoder weight at a given epoch and batch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            kernel = self.model.decoder.out.kernel
+            kernel.assign(tf.fill(kernel.shape, float("nan")))
+
+
+def test_nan_stops_training_naming_step_and_term_and_keeps_the_checkpoint(tmp_path):
+    from tfdgm.testing.models import random_images, small_vae
+    model = small_vae()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    state = cb.RunState()
+    callbacks = [cb.NonFiniteGuard(str(tmp_path)), _Poison(epoch=1, batch=2),
+                 cb.RunCheckpointer(str(tmp_path), state, patience=10, warmup_epochs=0)]
+    images = random_images(128)
+    with pytest.raises(NonFiniteLossError) as error:
+        model.fit(images, batch_size=32, epochs=3, callbacks=callbacks, verbose=0)
+    message = str(error.value)
+    assert "step 7 (epoch 2, batch 3)" in message and "'reconstruction' term" in message
+    assert "checkpoint" in message and "intact" in message
+    assert state.epochs_done == 1
+    restored = small_vae()
+    restored.load_weights(str(tmp_path / cb.LAST))
+    assert all(np.all(np.isfinite(w)) for w in restored.get_weights())
+
+
+def _cli(*args, timeout=300, **kwargs):
+    return subprocess.run([sys.executable, "-m", "tfdgm", *args], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "model.latnt_dim=3"], "model.latnt_dim: unknown config key. Did you mean 'latent_dim'?"),
+    (["--set", "data.name=static_mnist", "--set", "data.binarize=none",
+      "--set", "data.data_dir=/nonexistent"], "binarized_mnist.npz"),
+    (["--set", "model.likelihood.name=bernoulli", "--set", "data.binarize=none"],
+     "models binary data but dataset 'mnist5k' is grey"),
+])
+def test_cli_bad_input_exits_2_with_one_clear_message(args, message, tmp_path):
+    result = _cli("train", "--config", "configs/quickstart.yaml", "--run-dir",
+                  str(tmp_path / "run"), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_kill_9_mid_training_then_rerun_resumes(tmp_path):
+    config_path = tmp_path / "tiny.yaml"
+    import yaml
+    config_path.write_text(yaml.safe_dump({**TINY, "training": {"epochs": 50, "patience": 50}}))
+    run_dir = tmp_path / "run"
+    state_path = run_dir / "checkpoints" / "state.json"
+    process = subprocess.Popen([sys.executable, "-m", "tfdgm", "train", "--config",
+                                str(config_path), "--run-dir", str(run_dir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if state_path.exists() and json.loads(state_path.read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = json.loads(state_path.read_text())["epochs_done"]
+    assert 2 <= done < 50
+    result = _cli("train", "--config", str(config_path), "--run-dir", str(run_dir),
+                  "--set", f"training.epochs={done + 1}", "--set", "evaluation.nll_samples=0")
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming {run_dir} after epoch {done}" in result.stdout
+    final = json.loads(state_path.read_text())
+    assert final["epochs_done"] == done + 1 and len(final["history"]) == done + 1
