@@ -46,6 +46,8 @@ def _parser():
         if name == "export":
             command.add_argument("--base-dir", help="export base directory (config export.base_dir)")
             command.add_argument("--version", type=int, help="model version (config export.version)")
+            command.add_argument("--overwrite", action="store_true",
+                                 help="replace an existing export of the same version")
     return parser
 
 
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
             config, run, model = _load_run(args)
             base = args.base_dir or config.export.base_dir
             version = args.version or config.export.version
-            path = export_saved_model(model, base, config.name, version)
+            path = export_saved_model(model, base, config.name, version, overwrite=args.overwrite)
             print(f"SavedModel (TF Serving layout): {path}")
             if config.export.tflite:
                 tflite = export_tflite(model, os.path.join(base, f"{config.name}.tflite"))
