@@ -101,7 +101,7 @@ def main(argv=None) -> int:
             from tfdgm.evaluation import save_png, tile
 
             config, run, model = _load_run(args)
-            eps = args.temperature * tf.random.stateless_normal([args.num, model.latent_dim],
+            eps = args.temperature * tf.random.stateless_normal([args.num, model.noise_dim],
                                                                 [args.seed, 0])
             out = args.out or os.path.join(run.dir, f"samples_{args.num}.png")
             save_png(tile(model.generate(eps).numpy()), out)

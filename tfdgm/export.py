@@ -73,7 +73,7 @@ def signature_functions(model):
     """
     image = tf.TensorSpec([None, *model.image_shape], tf.float32, name="x")
     code = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
-    noise = tf.TensorSpec([None, model.latent_dim], tf.float32, name="eps")
+    noise = tf.TensorSpec([None, model.noise_dim], tf.float32, name="eps")
 
     # The Python argument names are the signature's input names: keep them equal to the specs'.
     def encode(x):
@@ -250,9 +250,9 @@ def verify_tflite(model, path: str, batch_size: int = 3, atol: float = 1e-4, see
                           f"not converted.")
     interpreter = load_tflite_interpreter(path)
     rng = np.random.default_rng(seed)
-    inputs = rng.standard_normal((batch_size, model.latent_dim)).astype(np.float32)
-    for name, argument, reference in (("generate", "eps", model.generate),
-                                      ("decode", "z", model.decode)):
+    for name, argument, reference, width in (("generate", "eps", model.generate, model.noise_dim),
+                                             ("decode", "z", model.decode, model.latent_dim)):
+        inputs = rng.standard_normal((batch_size, width)).astype(np.float32)
         got = interpreter.get_signature_runner(name)(**{argument: inputs})["x_mean"]
         want = np.asarray(reference(tf.constant(inputs)))
         if got.shape != want.shape or not np.all(np.isfinite(got)):

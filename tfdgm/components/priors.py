@@ -1,7 +1,8 @@
 """Priors p(z) over the latent space.
 
 A prior is a Keras layer (so that learnable priors own their weights) with
-`log_prob(z [..., D]) -> [...]`, `sample(n, seed) -> [n, D]` and `generate(eps [B, D]) -> [B, D]`,
+`log_prob(z [..., D]) -> [...]`, `sample(n, seed) -> [n, D]` and
+`generate(eps [B, noise_dim]) -> [B, D]`,
 which maps standard-normal noise to a prior sample deterministically (the exported `generate`
 signature takes its noise as an input). A prior that evaluates the encoder (the VampPrior) is
 given the model by `attach(model)` once the model is built.
@@ -29,11 +30,16 @@ class Prior(keras.layers.Layer):
         super().__init__(**kwargs)
         self.latent_dim = latent_dim
 
+    @property
+    def noise_dim(self):
+        """Width of the standard-normal noise `generate` maps to a prior sample (default `D`)."""
+        return self.latent_dim
+
     def attach(self, model):
         """Called once by the VAE with itself; priors that need the encoder keep a reference."""
 
     def sample(self, n, seed):
-        eps = tf.random.stateless_normal([n, self.latent_dim], seed)
+        eps = tf.random.stateless_normal([n, self.noise_dim], seed)
         return self.generate(eps)
 
     def get_config(self):

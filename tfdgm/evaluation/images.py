@@ -44,7 +44,7 @@ def image_grids(model, images, seed=0, num_samples=64, interpolation_steps=10):
     """
     import tensorflow as tf
 
-    eps = tf.random.stateless_normal([num_samples, model.latent_dim], [seed, 7])
+    eps = tf.random.stateless_normal([num_samples, model.noise_dim], [seed, 7])
     samples = model.generate(eps).numpy()
     originals = np.asarray(images[: num_samples // 2], np.float32)
     reconstructions = model.reconstruct(originals).numpy()

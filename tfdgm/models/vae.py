@@ -121,9 +121,14 @@ class VAE(keras.Model):
     def reconstruct(self, x):
         return self.decode(self.encode(x))
 
+    @property
+    def noise_dim(self):
+        """Width of the noise `generate` takes (the prior's `noise_dim`, usually `D`)."""
+        return self.prior.noise_dim
+
     def generate(self, eps):
-        """`eps [B, D] ~ N(0, I) -> x [B, H, W, C]`: the mean of p(x | z) at the prior sample
-        that `eps` maps to."""
+        """`eps [B, noise_dim] ~ N(0, I) -> x [B, H, W, C]`: the mean of p(x | z) at the prior
+        sample that `eps` maps to (deterministically)."""
         return self.decode(self.prior.generate(eps))
 
     def elbo(self, x, seed=None):
