@@ -125,6 +125,9 @@ class IAF(tfb.Bijector):
             logits, m = self._gate_logits_and_shift(z, **kwargs)
             return ((y - tf.sigmoid(-logits) * m) * (1. + tf.exp(-logits)),)
 
+        event_size = tf.compat.dimension_value(y.shape[-1])
+        if event_size is None:
+            event_size = tf.shape(y)[-1]
         (z,) = tf.while_loop(
-            lambda z: True, body, (tf.zeros_like(y),), maximum_iterations=tf.shape(y)[-1])
+            lambda z: True, body, (tf.zeros_like(y),), maximum_iterations=event_size)
         return z

@@ -59,9 +59,10 @@ class Planar(tfb.Bijector):
     ```
 
     whose left side is strictly increasing in `alpha` and whose root lies in
-    `[w^T y - |m|, w^T y + |m|]`. `_inverse` solves it with Newton steps safeguarded by bisection
-    on that bracket (a fixed budget of 60 iterations; each one at least halves the bracket, so
-    the root is found to machine precision, well below 1e-10 in float64), then returns
+    `[w^T y - |m|, w^T y + |m|]`. `_inverse` solves it with Newton steps on a shrinking bracket,
+    replaced by bisection whenever a step would leave the bracket (a fixed budget of 60
+    iterations: quadratic convergence where `f'` is not small, bisection where it is; round
+    trips are tested to 1e-10 in float64, nearly flat cases included), then returns
     `z = y - u_hat tanh(alpha + b)`. Gradients of the inverse do not flow through the
     iterations: they come from implicit differentiation of the equation at the root (exact).
     Where `w^T u_hat` is within ~1e-6 of -1 the map itself is ill-conditioned near
