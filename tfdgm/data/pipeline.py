@@ -121,7 +121,7 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
 
 
 def _to_unit_interval(kind: str):
-    """uint8 `[H, W, C]` -> float32 in [0, 1]: grey k -> k / 255 (correctly rounded), binary as is."""
+    """uint8 `[H, W, C]` -> float32 in [0, 1]: grey k -> k / 255; binary as is."""
     if kind == "grey":
         return lambda image: tf.cast(image, tf.float32) / 255.0
     return lambda image: tf.cast(image, tf.float32)
@@ -170,7 +170,7 @@ def _with_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 def _training_seeds(seed: int) -> Tuple[int, int]:
     """Two independent op seeds (shuffle, binarization noise) derived from `seed`."""
-    shuffle_seed, noise_seed = np.random.SeedSequence(seed).generate_state(2)
+    shuffle_seed, noise_seed = np.random.SeedSequence(seed % 2**64).generate_state(2)
     return int(shuffle_seed), int(noise_seed)
 
 

@@ -20,8 +20,12 @@ Two directories are involved and never mixed up:
 * `tfds_data_dir` is where TFDS writes the prepared records (default `TFDS_DATA_DIR`, else
   `~/tensorflow_datasets`); later runs read from there and need no source file.
 
+A prepared dataset is never re-read from its source: to prepare it again from another file,
+delete `<tfds_data_dir>/<name>/`.
+
 Our own builders never touch the network: GCS look-ups are switched off
-(`try_download_gcs=False`) and they read nothing but local files.
+(`try_download_gcs=False`; TFDS 4.9.10 also hard-disables GCS in `gcs_utils`) and they read
+nothing but local files.
 
 TFDS 4.9.10 pitfall: `DatasetBuilder.code_path` (used to find a builder's `checksums.tsv` when
 `download_and_prepare` makes its download manager) imports `importlib_resources`, which TFDS

@@ -65,7 +65,7 @@ http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/ .
 
 
 def find_source(folder: Optional[str]) -> Dict[str, str]:
-    """Split -> path of the source file(s) in `folder`; raises `DataError` naming the file and fix."""
+    """Split -> path of the source file in `folder`; a `DataError` names the file and the fix."""
     if folder:
         npz = os.path.join(folder, NPZ_FILE)
         if os.path.isfile(npz):
