@@ -5,8 +5,9 @@ import pathlib
 from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
-REQUIREMENTS = [line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+REQUIREMENTS = [line.split("#")[0].strip()
+                for line in (HERE / "requirements.txt").read_text().splitlines()
+                if line.split("#")[0].strip()]
 
 setup(
     name="tfdgm",
