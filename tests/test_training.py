@@ -175,3 +175,26 @@ def test_kill_9_mid_training_then_rerun_resumes(tmp_path):
     assert f"Resuming {run_dir} after epoch {done}" in result.stdout
     final = json.loads(state_path.read_text())
     assert final["epochs_done"] == done + 1 and len(final["history"]) == done + 1
+
+
+def test_cli_evaluate_sample_and_export_a_finished_run(finished_run, tmp_path, capsys):
+    import shutil
+    from tfdgm.__main__ import main
+    run_dir = str(tmp_path / "copy")
+    shutil.copytree(finished_run[0], run_dir)
+    assert main(["evaluate", "--run", run_dir, "--set", "evaluation.nll_samples=20",
+                 "--set", "evaluation.nll_chunk=10"]) == 0
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        assert json.load(f)["test_nll_examples"] == 100
+    out = str(tmp_path / "grid.png")
+    assert main(["sample", "--run", run_dir, "-n", "16", "--temperature", "0.7",
+                 "--out", out]) == 0
+    from PIL import Image
+    assert Image.open(out).size == (4 * 29 - 1, 4 * 29 - 1)
+    base = str(tmp_path / "export")
+    assert main(["export", "--run", run_dir, "--base-dir", base]) == 0
+    assert os.path.exists(os.path.join(base, "tiny", "1", "saved_model.pb"))
+    assert os.path.exists(os.path.join(base, "tiny.tflite"))
+    assert main(["export", "--run", run_dir, "--base-dir", base]) == 2  # version 1 exists
+    assert "--version" in capsys.readouterr().err
+    assert main(["sample", "--run", str(tmp_path / "nope")]) == 2

@@ -112,3 +112,11 @@ def test_keras_saving_round_trip(tmp_path):
     x = tf.constant(random_images(4))
     np.testing.assert_allclose(restored.reconstruct(x), model.reconstruct(x), atol=1e-6)
     np.testing.assert_allclose(restored.elbo(x), model.elbo(x), atol=1e-4)
+
+
+def test_wrong_input_shapes_are_named():
+    model = small_vae(latent_dim=3)
+    with pytest.raises(ValueError, match=r"expected images of shape \[B, 28, 28, 1\].*got \(2, 784\)"):
+        model.encode(tf.zeros([2, 784]))
+    with pytest.raises(ValueError, match=r"decode expects codes of shape \[..., 3\]"):
+        model.decode(tf.zeros([2, 5]))

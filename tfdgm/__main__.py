@@ -57,7 +57,7 @@ def _load_run(args):
     from tfdgm.data import dataset_info
     from tfdgm.errors import ConfigError
     from tfdgm.models import build_model
-    from tfdgm.training.train import Run, restore
+    from tfdgm.training.train import Run, make_optimizer, restore
 
     run = Run(args.run)
     if not os.path.exists(run.config):
@@ -69,6 +69,7 @@ def _load_run(args):
         raise ConfigError(f"'{args.run}' has no checkpoint yet ({run.checkpoint('best')}); "
                           f"train it for at least one epoch.")
     model = build_model(config, dataset_info(config.data))
+    model.compile(optimizer=make_optimizer(config.optimizer))
     restore(model, run.checkpoint("best"))
     return config, run, model
 

@@ -155,8 +155,9 @@ def export_saved_model(model, export_base: str, model_name: str, version: int,
     model_dir = os.path.join(export_base, model_name)
     target = os.path.join(model_dir, str(int(version)))
     if os.path.exists(target) and not overwrite:
-        raise ExportError(f"{target} exists; export a new version number (TF Serving switches "
-                          f"to the highest one) or pass overwrite=True.")
+        raise ExportError(f"{target} exists; export a new version number (--version N or "
+                          f"config export.version; TF Serving switches to the highest one) or "
+                          f"replace it (--overwrite, overwrite=True).")
     os.makedirs(model_dir, exist_ok=True)
     archive = build_export_archive(model)
     # A non-numeric name is invisible to TF Serving's version polling until the rename.
@@ -230,23 +231,26 @@ def tflite_summary(path: str) -> dict:
             "signatures": sorted(signatures), "file_bytes": len(buffer)}
 
 
-def _parameter_bytes(layer):
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in layer.weights)
+def _kernel_bytes(layer):
+    """Bytes of the layer's weight matrices and convolution kernels (rank >= 2). Biases are left
+    out: the converter may fold or share all-zero ones, as in a freshly initialized model."""
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+               for v in layer.weights if len(v.shape) >= 2)
 
 
 def verify_tflite(model, path: str, batch_size: int = 3, atol: float = 1e-4, seed: int = 0):
     """Checks that the .tflite at `path` carries the generator's weights and reproduces it.
 
-    The weights: the file's constant buffers must hold at least the decoder's parameter bytes.
+    The weights: the file's constant buffers must hold at least the decoder's kernel bytes.
     The outputs: `generate` and `decode` on random `[batch_size, D]` inputs must be finite and
     within `atol` of `model.generate` / `model.decode`. Raises `ExportError` otherwise (a TFLite
     file converted without its variables runs without error and returns NaN).
     """
     summary = tflite_summary(path)
-    needed = _parameter_bytes(model.decoder)
+    needed = _kernel_bytes(model.decoder)
     if summary["constant_bytes"] < needed:
         raise ExportError(f"{path} holds {summary['constant_bytes']} bytes of constants but the "
-                          f"decoder alone has {needed} bytes of parameters: the weights were "
+                          f"decoder alone has {needed} bytes of kernels: the weights were "
                           f"not converted.")
     interpreter = load_tflite_interpreter(path)
     rng = np.random.default_rng(seed)

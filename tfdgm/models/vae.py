@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfdgm import objectives
 from tfdgm import random as tfdgm_random
+from tfdgm.components.vamp_prior import pairwise_log_prob
 from tfdgm.registry import MODELS
 
 
@@ -73,6 +74,16 @@ class VAE(keras.Model):
         self.log_densities(x, 1, tf.constant([0, 0], tf.int64))
         super().build((None,) + self.image_shape)
 
+    def check_images(self, x):
+        """Returns `x` after checking its static shape is `[B, H, W, C]` with the model's `(H, W, C)`."""
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank is not None and (x.shape.rank != 4 or any(
+                want != got for want, got in zip(self.image_shape, x.shape[1:]) if got is not None)):
+            raise ValueError(f"expected images of shape [B, {', '.join(map(str, self.image_shape))}] "
+                             f"(the dataset's image_shape), got {x.shape}; reshape the input or use "
+                             f"a model trained on images of that shape.")
+        return x
+
     # Densities ----------------------------------------------------------------------------------
 
     def log_densities(self, x, num_samples, seed):
@@ -86,11 +97,23 @@ class VAE(keras.Model):
         Returns:
           `(posterior_sample, log_px [S, B], log_pz [S, B])`.
         """
-        features = self.encoder(x)
+        features = self.encoder(self.check_images(x))
         q = self.posterior(features, num_samples=num_samples, seed=seed)
         log_px = self.likelihood.log_prob(x, self.decoder(q.z))
         log_pz = self.prior.log_prob(q.z)
         return q, log_px, log_pz
+
+    def log_weights(self, x, num_samples, seed):
+        """Importance weights `log p(x, z_s) - log q(z_s | x)` of `S` fresh samples, `[S, B]`
+        (what the importance-sampled NLL and the IWAE bounds average)."""
+        q, log_px, log_pz = self.log_densities(x, num_samples, seed)
+        return objectives.log_importance_weights(log_px, log_pz, q.log_q)
+
+    def pairwise_log_q(self, z, x):
+        """`log q(z_n | x_m)` for every pair of codes `z [N, D]` (as in `log_densities`' `q.z`)
+        and images `x [M, H, W, C]`, `[N, M]` (ELBO surgery's aggregated posterior). Needs a
+        posterior with `log_prob(z, h)`."""
+        return pairwise_log_prob(self.posterior, z, self.encoder(x))
 
     def bound_terms(self, x, seed, num_samples=None, beta=1.0):
         """Per-example `[B]` terms of the training objective: elbo, reconstruction, kl, loss
@@ -111,11 +134,16 @@ class VAE(keras.Model):
     def encode(self, x):
         """`x [B, H, W, C] -> z [B, D]`: the posterior's deterministic code (its mean, pushed
         through the flow for flow posteriors)."""
-        q = self.posterior(self.encoder(x), num_samples=1, seed=tf.constant([0, 0], tf.int64))
+        q = self.posterior(self.encoder(self.check_images(x)), num_samples=1,
+                           seed=tf.constant([0, 0], tf.int64))
         return q.mean
 
     def decode(self, z):
         """`z [..., D] -> [..., H, W, C]`: the mean of p(x | z)."""
+        z = tf.convert_to_tensor(z)
+        if z.shape.rank is not None and z.shape[-1] is not None and z.shape[-1] != self.latent_dim:
+            raise ValueError(f"decode expects codes of shape [..., {self.latent_dim}] "
+                             f"(model.latent_dim), got {z.shape}.")
         return self.likelihood.mean(self.decoder(z))
 
     def reconstruct(self, x):
@@ -138,6 +166,19 @@ class VAE(keras.Model):
 
     def call(self, x, training=False):
         return self.reconstruct(x)
+
+    # Construction from an experiment config -----------------------------------------------------
+
+    @classmethod
+    def from_experiment(cls, config, info, **kwargs):
+        """The model of `config` (a `tfdgm.config.Config`) for data described by `info` (a
+        `DatasetInfo`), unbuilt; `kwargs` are extra constructor arguments of subclasses."""
+        from tfdgm.models import build_components  # tfdgm.models imports this module
+
+        return cls(**build_components(config, info), image_shape=info.image_shape,
+                   objective=config.objective.name, num_samples=config.objective.num_samples,
+                   free_bits=config.objective.free_bits, seed=config.seed,
+                   name=config.model.name, **kwargs)
 
     # Training -----------------------------------------------------------------------------------
 
