@@ -21,7 +21,8 @@ Decoded images are cached in memory (`.cache()`, all datasets here are small) an
 with `.prefetch(AUTOTUNE)`. The datasets come from TFDS (`builder.as_dataset`).
 
 The datasets set `auto_shard_policy=DATA`: under `MultiWorkerMirroredStrategy` every worker
-builds the same (seeded) pipeline and keeps every N-th batch, so the workers' shards are disjoint.
+builds the same (seeded) pipeline and `experimental_distribute_dataset` gives each its slice of
+every global batch, so the workers' shards are disjoint and the steps equal one device's.
 """
 
 import dataclasses

@@ -117,8 +117,14 @@ def _metric_results(model) -> Dict[str, Any]:
 
 def _make_step_function(model, strategy, step):
     """`batch -> logs`: runs `step` (train_step or test_step) on every replica, then reads the
-    logs in the cross-replica context."""
+    logs in the cross-replica context.
 
+    As in `fit`, the step is traced without AutoGraph (`do_not_convert`): the same Python
+    semantics as under `fit`, and no AutoGraph conversion racing in `MirroredStrategy`'s replica
+    threads (which fails at random with errors such as "got multiple values for argument").
+    """
+
+    @tf.autograph.experimental.do_not_convert
     def run_step(batch):
         outputs = strategy.run(step, args=(batch,))
         metrics = _metric_results(model)

@@ -4,12 +4,18 @@ Create it before any other TensorFlow op (multi-worker strategies must be create
 build the model, optimizer and metrics inside `strategy.scope()`.
 """
 
+import itertools
 import json
 import os
 
 import tensorflow as tf
 
 from tfdgm.errors import ConfigError
+
+# Each MirroredStrategy numbers its collective all-reduce keys from the same base, and the runtime
+# remembers a key's tensor shapes for the life of the process: a second strategy training a model
+# of another size then fails ("Shape mismatch in the collective instance"). One range each.
+_COLLECTIVE_KEY_RANGES = itertools.count(1)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -28,6 +34,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        tf.distribute.MirroredStrategy._collective_key_base = 10_000 * next(_COLLECTIVE_KEY_RANGES)
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         tf_config = os.environ.get("TF_CONFIG")
