@@ -95,10 +95,11 @@ class Registry:
         name = spec["name"]
         options = {k: v for k, v in spec.items() if k != "name"}
         self.get(name, where)
-        self.check_options(name, options, where, injected)
         overlap = set(options) & set(injected)
         if overlap:
-            raise ConfigError(f"{where}: {sorted(overlap)} are set by the library; remove them.")
+            raise ConfigError(f"{where}: {', '.join(sorted(overlap))} set by the library "
+                              f"(e.g. from model.latent_dim or the dataset); remove it here.")
+        self.check_options(name, options, where, injected)
         accepted = self.accepted_options(name)
         injected = {k: v for k, v in injected.items() if k in accepted}
         try:

@@ -2,3 +2,5 @@
 
 from tfdgm.nn import networks  # noqa: F401  (encoders, decoders)
 from tfdgm.components import likelihoods, posteriors, priors  # noqa: F401
+from tfdgm.components import flow_priors  # noqa: F401  (maf, realnvp priors)
+from tfdgm.components import flow_posteriors  # noqa: F401  (planar ... sylvester, iaf)

@@ -21,7 +21,10 @@ from tfdgm.models.vae import images_of
 
 
 def log_weights(model, x, num_samples, seed):
-    """`log p(x, z_s) - log q(z_s | x)` for `S` fresh samples, `[S, B]`."""
+    """`log p(x, z_s) - log q(z_s | x)` for `S` fresh samples, `[S, B]`: the model's
+    `log_weights` (a two-level model weights `(z1, z2)` jointly), else from `log_densities`."""
+    if hasattr(model, "log_weights"):
+        return model.log_weights(x, num_samples, seed)
     q, log_px, log_pz = model.log_densities(x, num_samples, seed)
     return objectives.log_importance_weights(log_px, log_pz, q.log_q)
 
@@ -36,16 +39,19 @@ def _group_bound(log_w: np.ndarray, k: int) -> np.ndarray:
 
 def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=500,
                                       bound_ks: Sequence[int] = (1, 10, 100), seed=1234,
-                                      max_examples=None, verbose=True) -> Dict[str, np.ndarray]:
+                                      max_examples=None, num_examples=None,
+                                      verbose=True) -> Dict[str, np.ndarray]:
     """Estimates log p(x) per example, and the IWAE bounds L_k, on `dataset`.
 
     Args:
-      model: a `VAE` (anything with `log_densities(x, S, seed)`).
+      model: a `VAE` or `HierarchicalVAE` (anything with `log_weights(x, S, seed)` or
+        `log_densities(x, S, seed)`).
       dataset: batches of images `[B, H, W, C]`.
       num_samples: S, importance samples per example (5000 in the papers).
       chunk: samples drawn per pass; memory is `O(chunk * B)`.
       bound_ks: the k of the IWAE bounds to report; each must divide into S.
       max_examples: evaluate at most this many examples.
+      num_examples: how many examples `dataset` holds, for the progress bar.
 
     Returns:
       `{"log_likelihood": [N], "iwae_k": [N] for k in bound_ks}` numpy arrays.
@@ -61,13 +67,8 @@ def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=50
 
     results = {"log_likelihood": []}
     results.update({f"iwae_{k}": [] for k in bound_ks})
-    total = None
-    if max_examples is None:
-        cardinality = int(dataset.unbatch().cardinality()) if hasattr(dataset, "unbatch") else -1
-        total = cardinality if cardinality > 0 else None
-    else:
-        total = max_examples
-    progress = keras.utils.Progbar(total, unit_name="example") if verbose else None
+    progress = keras.utils.Progbar(num_examples or max_examples, unit_name="example") \
+        if verbose else None
     seen = 0
     for batch_index, data in enumerate(dataset):
         x = images_of(data)

@@ -2,10 +2,21 @@
 
 `validate_model_config` runs before any data is loaded or TensorFlow graph is built, so that a
 misspelled option or an incompatible combination stops the command at once with a message that
-names the problem and the fix.
+names the problem and the fix. Besides the generic checks it calls the hooks a component or model
+class may define:
+
+* `validate_options(options, where)` (static) on a component class: checks option values;
+* `needs_posterior_log_prob = True` on a prior class (the VampPrior): the posterior must evaluate
+  `log q(z | x)` at arbitrary `z` (`log_prob(z, h)`) and map noise to samples;
+* `check_config(config)` (class method) on a model class: the model's own constraints.
+
+`build_model` asks the registered model class to build itself, `cls.from_experiment(config, info)`;
+`build_components` builds the five components every model shares.
 """
 
+from tfdgm.components import vamp_prior  # noqa: F401  (registers the vamp_prior prior)
 from tfdgm.errors import ConfigError
+from tfdgm.models.hvae import HierarchicalVAE
 from tfdgm.models.vae import VAE
 from tfdgm.registry import DECODERS, ENCODERS, LIKELIHOODS, MODELS, POSTERIORS, PRIORS
 
@@ -33,9 +44,11 @@ def validate_model_config(config):
         where = f"model.{key}"
         if "name" not in spec:
             raise ConfigError(f"{where}: missing 'name'. Choose one of: {', '.join(registry.names())}.")
-        registry.check_options(spec["name"], {k: v for k, v in spec.items() if k != "name"},
-                               where, injected)
+        options = {k: v for k, v in spec.items() if k != "name"}
+        registry.check_options(spec["name"], options, where, injected)
         classes[key] = registry.get(spec["name"], where)
+        if hasattr(classes[key], "validate_options"):
+            classes[key].validate_options(options, where)
 
     info = dataset_info(config.data)
     likelihood = classes["likelihood"]
@@ -53,6 +66,13 @@ def validate_model_config(config):
             f"model.prior: posterior '{model.posterior['name']}' lives on the {posterior.geometry} "
             f"but prior '{model.prior['name']}' on the {prior.geometry}; pick a matching pair "
             f"(e.g. von_mises_fisher with hyperspherical_uniform).")
+    if getattr(prior, "needs_posterior_log_prob", False) and not (
+            vamp_prior.has_log_prob(posterior) and vamp_prior.can_reparameterize(posterior)):
+        raise ConfigError(
+            f"model.prior: '{model.prior['name']}' evaluates the posterior q(z | u) at arbitrary z "
+            f"and samples it from given noise, which posterior '{model.posterior['name']}' "
+            f"cannot (it needs log_prob(z, h)); use model.posterior.name=diagonal_gaussian or "
+            f"full_covariance_gaussian, or another prior.")
 
     objective = config.objective
     if objective.num_samples < 1:
@@ -68,31 +88,41 @@ def validate_model_config(config):
                           "objective.free_bits=0.")
     if config.data.batch_size < 1 or config.data.eval_batch_size < 1:
         raise ConfigError("data.batch_size and data.eval_batch_size must be >= 1.")
+    model_class = MODELS.get(model.name, "model.name")
+    if hasattr(model_class, "check_config"):
+        model_class.check_config(config)
+
+
+def build_components(config, info):
+    """The encoder, decoder, posterior, prior and likelihood of `config.model` for data described
+    by `info`, as keyword arguments of a model constructor."""
+    model_config = config.model
+    likelihood = LIKELIHOODS.build(model_config.likelihood, "model.likelihood")
+    return {
+        "encoder": ENCODERS.build(model_config.encoder, "model.encoder",
+                                  event_shape=info.image_shape),
+        "decoder": DECODERS.build(model_config.decoder, "model.decoder",
+                                  event_shape=info.image_shape,
+                                  params_per_pixel=likelihood.params_per_pixel),
+        "posterior": POSTERIORS.build(model_config.posterior, "model.posterior",
+                                      latent_dim=model_config.latent_dim),
+        "prior": PRIORS.build(model_config.prior, "model.prior",
+                              latent_dim=model_config.latent_dim),
+        "likelihood": likelihood,
+    }
 
 
 def build_model(config, info):
-    """Builds the model of `config` for data described by `info` (a `DatasetInfo`).
+    """Builds the model of `config` for data described by `info` (a `DatasetInfo`): the
+    registered class of `config.model.name` builds itself (`from_experiment`), then its weights
+    are created.
 
     Call it inside the distribution strategy's scope so its variables are mirrored.
     """
-    model_config = config.model
-    likelihood = LIKELIHOODS.build(model_config.likelihood, "model.likelihood")
-    encoder = ENCODERS.build(model_config.encoder, "model.encoder",
-                             event_shape=info.image_shape)
-    decoder = DECODERS.build(model_config.decoder, "model.decoder", event_shape=info.image_shape,
-                             params_per_pixel=likelihood.params_per_pixel)
-    posterior = POSTERIORS.build(model_config.posterior, "model.posterior",
-                                 latent_dim=model_config.latent_dim)
-    prior = PRIORS.build(model_config.prior, "model.prior", latent_dim=model_config.latent_dim)
-    model_class = MODELS.get(model_config.name, "model.name")
-    model = model_class(encoder=encoder, decoder=decoder, posterior=posterior, prior=prior,
-                        likelihood=likelihood, image_shape=info.image_shape,
-                        objective=config.objective.name,
-                        num_samples=config.objective.num_samples,
-                        free_bits=config.objective.free_bits, seed=config.seed,
-                        name=model_config.name)
+    model_class = MODELS.get(config.model.name, "model.name")
+    model = model_class.from_experiment(config, info)
     model.build()
     return model
 
 
-__all__ = ["VAE", "build_model", "validate_model_config"]
+__all__ = ["HierarchicalVAE", "VAE", "build_components", "build_model", "validate_model_config"]

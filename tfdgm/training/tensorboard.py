@@ -4,8 +4,10 @@ Per epoch (step = epoch number, 1-based): `train/<metric>` and `validation/<metr
 metric the model reports (elbo, reconstruction, kl, loss, ...), `beta`, `learning_rate`,
 `examples_per_second`, and `kl_per_dimension/z<d>` with `active_units` on a fixed validation batch.
 Every `image_every` epochs: one tiled grid each under `images/samples`, `images/reconstructions`
-and `images/interpolation`. At the start: the run's hyperparameters (HParams plugin). After the
-test evaluation: `test/<metric>` (NLL included) via `log_test_metrics`.
+and `images/interpolation`, and `images/pseudo_inputs` (the first `max_pseudo_inputs` of them) when
+the prior has pseudo-inputs (VampPrior). At the start: the run's hyperparameters (HParams plugin).
+After the test evaluation: `test/<metric>` (NLL, ELBO surgery included) via `log_test_metrics`.
+The per-dimension KL is the analytic KL to N(0, I), logged only under a standard-normal prior.
 """
 
 import time
@@ -16,7 +18,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tfdgm.evaluation.diagnostics import active_units
-from tfdgm.evaluation.images import image_grids
+from tfdgm.evaluation.images import image_grids, tile
 
 
 def flatten_config(tree, prefix=""):
@@ -47,13 +49,14 @@ class TensorBoardLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, images, hparams, global_batch_size, image_every=1, seed=0,
-                 num_samples=64, interpolation_steps=10):
+                 num_samples=64, interpolation_steps=10, max_pseudo_inputs=100):
         super().__init__()
         self.writer = tf.summary.create_file_writer(log_dir)
         self.images = np.asarray(images, np.float32)
         self.hparams = flatten_config(hparams)
         self.global_batch_size, self.image_every = global_batch_size, max(1, image_every)
         self.seed, self.num_samples, self.steps = seed, num_samples, interpolation_steps
+        self.max_pseudo_inputs = max_pseudo_inputs
         self._epoch_start, self._batches = time.time(), 0
 
     def on_train_begin(self, logs=None):
@@ -88,7 +91,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         q = self.model.posterior(self.model.encoder(self.images), num_samples=1,
                                  seed=tf.constant([0, 0], tf.int64))
         tf.summary.scalar("active_units", int(active_units(q.mean.numpy()).sum()))
-        if q.kl_per_dim is not None:
+        if q.kl_per_dim is not None and self.model.prior.is_standard_normal:
             kl = tf.reduce_mean(q.kl_per_dim, axis=0).numpy()
             width = len(str(len(kl) - 1))
             for d, value in enumerate(kl):
@@ -96,6 +99,9 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
     def log_images(self):
         grids = image_grids(self.model, self.images, self.seed, self.num_samples, self.steps)
+        pseudo_inputs = getattr(self.model.prior, "pseudo_inputs", None)
+        if callable(pseudo_inputs):
+            grids["pseudo_inputs"] = tile(pseudo_inputs()[: self.max_pseudo_inputs].numpy())
         for name, grid in grids.items():
             tf.summary.image(f"images/{name}", grid[None], max_outputs=1)
 
