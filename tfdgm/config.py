@@ -90,8 +90,9 @@ class TrainingConfig:
 class EvaluationConfig:
     """Test-time estimates: importance-sampled NLL with `nll_samples` samples per example, drawn
     `nll_chunk` at a time so memory stays bounded; `nll_examples` limits how many test examples
-    the NLL uses, spread evenly over the test set (null: all). ELBO surgery (mutual information and marginal KL, Hoffman & Johnson
-    2016) on the first `surgery_examples` test examples (0: off; its cost grows as the square)."""
+    the NLL uses, spread evenly over the test set (null: all). ELBO surgery (mutual information
+    and marginal KL, Hoffman & Johnson 2016) on `surgery_examples` test examples, also spread
+    evenly (0: off; its cost grows as the square)."""
     nll_samples: int = 5000
     nll_chunk: int = 500
     nll_examples: Optional[int] = None

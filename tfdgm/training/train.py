@@ -118,6 +118,7 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     datasets = load_datasets(config.data, seed=config.seed)
     state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
     with strategy.scope():
+        keras.utils.set_random_seed(config.seed)  # the same config, the same initial weights
         model = build_model(config, datasets.info)
         model.compile(optimizer=make_optimizer(config.optimizer),
                       jit_compile=config.training.jit_compile)
@@ -198,8 +199,10 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
     if "kl_per_dim" in stats and model.prior.is_standard_normal:  # KL to N(0, I) per dimension
         metrics["kl_per_dimension"] = [float(v) for v in stats["kl_per_dim"].mean(axis=0)]
     if evaluation.surgery_examples > 0 and supports_elbo_surgery(model):
-        surgery = elbo_surgery(model, datasets.test, max_examples=evaluation.surgery_examples,
-                               seed=config.seed + 2)
+        surgery_data, count = evenly_spaced(datasets.test, datasets.info.num_examples["test"],
+                                            evaluation.surgery_examples)
+        surgery = elbo_surgery(model, surgery_data.batch(config.data.eval_batch_size),
+                               max_examples=count, seed=config.seed + 2)
         metrics["test_surgery_examples"] = surgery.pop("num_examples")
         metrics.update({f"test_{key}": value for key, value in surgery.items()})
     if state is not None:
