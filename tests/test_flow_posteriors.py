@@ -135,7 +135,7 @@ def test_vae_trains_and_every_weight_gets_a_gradient(name, amortized):
 
 def test_unrolled_orthogonalization_matches_the_bijectors_loop():
     from tfdgm.bijectors import orthogonalize
-    from tfdgm.components.flow_posteriors import orthogonalize_unrolled
+    from tfdgm.bijectors import orthogonalize_unrolled
     q_raw = tf.random.stateless_normal([2, 3, 6, 4], [7, 8], dtype=tf.float64)
     q = orthogonalize_unrolled(q_raw, 20)
     np.testing.assert_allclose(tf.linalg.matmul(q, q, transpose_a=True),

@@ -92,9 +92,11 @@ class EvaluationConfig:
     `nll_chunk` at a time so memory stays bounded; `nll_examples` limits how many test examples
     the NLL uses, spread evenly over the test set (null: all). ELBO surgery (mutual information
     and marginal KL, Hoffman & Johnson 2016) on `surgery_examples` test examples, also spread
-    evenly (0: off; its cost grows as the square)."""
+    evenly (0: off; its cost grows as the square). `nll_pass_size` bounds the decoder passes
+    (examples x samples) of one NLL step: lower it for large decoders."""
     nll_samples: int = 5000
     nll_chunk: int = 500
+    nll_pass_size: int = 50000
     nll_examples: Optional[int] = None
     active_unit_threshold: float = 0.01
     surgery_examples: int = 1000

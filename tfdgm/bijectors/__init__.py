@@ -5,7 +5,8 @@ from tfdgm.bijectors.iaf import IAF
 from tfdgm.bijectors.planar import Planar, constrain_planar_u
 from tfdgm.bijectors.radial import Radial
 from tfdgm.bijectors.sylvester import (
-    Sylvester, constrain_triangular, orthogonalize, reversal_permutation, triangular_q)
+    Sylvester, constrain_triangular, orthogonalize, orthogonalize_unrolled, reversal_permutation,
+    triangular_q)
 
 __all__ = [
     "Householder",
@@ -17,6 +18,7 @@ __all__ = [
     "constrain_triangular",
     "householder_product",
     "orthogonalize",
+    "orthogonalize_unrolled",
     "reflect",
     "reversal_permutation",
     "triangular_q",

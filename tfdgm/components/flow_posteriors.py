@@ -84,7 +84,6 @@ __all__ = [
     "SylvesterOrthogonalPosterior",
     "SylvesterTriangularPosterior",
     "apply_flow",
-    "orthogonalize_unrolled",
 ]
 
 _GLOBAL_STDDEV = 0.1
@@ -115,39 +114,6 @@ _OPTION_CHECKS = {
                      "a non-empty list of positive integers, e.g. [320, 320]"),
     "activation": (lambda v: isinstance(v, str), "an activation name, e.g. elu"),
 }
-
-
-def orthogonalize_unrolled(q_raw, num_steps):
-    """`tfdgm.bijectors.orthogonalize`'s iteration, unrolled for a fixed number of steps.
-
-    ```none
-    Q_0 = Q_raw / ||Q_raw||_F
-    Q_{k+1} = Q_k (I + (I - Q_k^T Q_k) / 2) = Q_k (3 I - Q_k^T Q_k) / 2
-    ```
-
-    (Kovarik, 1970; Bjorck & Bowie, 1971; the O-SNF of van den Berg et al., 2018). Unrolled
-    instead of `orthogonalize`'s `tf.while_loop` with early stopping because the gradient of that
-    loop fails inside a real training step: at the paper's sizes (`[100, 16, 64, 32]`) the
-    second `train_on_batch` raises `AlreadyExistsError: Resource __per_step_0/.../while_grad/
-    .../AddN_1/tmp_var/...` (TF 2.21, CPU; the grappler memory optimizer's in-place AddN in a
-    while-loop gradient, tensorflow#23780, #38906), with or without `parallel_iterations=1`.
-    From the Frobenius normalization, singular values below ~1 grow by 1.5x per step and then
-    converge quadratically: encoder-amortized `[64, 32]` matrices at initialization reach the
-    float32 floor (`||Q^T Q - I||_F ~ 1e-6`) after 12-13 steps; the default of 20 leaves room for
-    singular values ~15x smaller.
-
-    Args:
-        q_raw: float `Tensor` `[..., D, M]`, `M <= D`, full column rank.
-        num_steps: Python `int`, the number of iterations.
-
-    Returns:
-        `Tensor` `[..., D, M]` with `Q^T Q ~= I`.
-    """
-    eye = tf.eye(int(q_raw.shape[-1]), dtype=q_raw.dtype)
-    q = q_raw / tf.sqrt(tf.reduce_sum(tf.square(q_raw), axis=[-2, -1], keepdims=True))
-    for _ in range(num_steps):
-        q = tf.linalg.matmul(q, 1.5 * eye - 0.5 * tf.linalg.matmul(q, q, transpose_a=True))
-    return q
 
 
 def apply_flow(steps, z):
@@ -449,7 +415,7 @@ class SylvesterOrthogonalPosterior(SylvesterPosterior):
 
     def q_matrices(self, params):
         # One batched orthogonalization of [B, K, D, M] (or [K, D, M]) for all K steps.
-        return orthogonalize_unrolled(params["q"], self.orthogonalization_steps)
+        return tfdgm_bijectors.orthogonalize_unrolled(params["q"], self.orthogonalization_steps)
 
     def get_config(self):
         return {**super().get_config(), "bottleneck": self.bottleneck,

@@ -179,7 +179,7 @@ class VampPrior(Prior):
         self.pseudo_inputs_raw = None
 
     @staticmethod
-    def validate_options(options, where):
+    def validate_options(options, where, latent_dim=None):
         """Checks option values before anything is built; raises `ConfigError`."""
         if "num_components" in options and (
                 isinstance(options["num_components"], bool)

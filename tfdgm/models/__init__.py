@@ -5,7 +5,8 @@ misspelled option or an incompatible combination stops the command at once with 
 names the problem and the fix. Besides the generic checks it calls the hooks a component or model
 class may define:
 
-* `validate_options(options, where)` (static) on a component class: checks option values;
+* `validate_options(options, where, latent_dim)` (static) on a component class: checks option
+  values;
 * `needs_posterior_log_prob = True` on a prior class (the VampPrior): the posterior must evaluate
   `log q(z | x)` at arbitrary `z` (`log_prob(z, h)`) and map noise to samples;
 * `check_config(config)` (class method) on a model class: the model's own constraints.
@@ -48,7 +49,7 @@ def validate_model_config(config):
         registry.check_options(spec["name"], options, where, injected)
         classes[key] = registry.get(spec["name"], where)
         if hasattr(classes[key], "validate_options"):
-            classes[key].validate_options(options, where)
+            classes[key].validate_options(options, where, latent_dim=model.latent_dim)
 
     info = dataset_info(config.data)
     likelihood = classes["likelihood"]

@@ -185,7 +185,7 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
         nll_data, count = evenly_spaced(datasets.test, datasets.info.num_examples["test"],
                                         evaluation.nll_examples)
         estimates = importance_sampled_log_likelihood(
-            model, nll_data.batch(max(1, 50000 // evaluation.nll_chunk)),
+            model, nll_data.batch(max(1, evaluation.nll_pass_size // evaluation.nll_chunk)),
             num_samples=evaluation.nll_samples, chunk=evaluation.nll_chunk,
             seed=config.seed + 1, num_examples=count)
         metrics["test_nll"] = float(-estimates["log_likelihood"].mean())
