@@ -29,11 +29,16 @@ class PosteriorSample(NamedTuple):
         over dimensions (diagonal Gaussian), else `None`.
       mean: `[B, D]` a deterministic code for x (the mean, pushed through any flow) used by
         `encode` and the active-unit statistic.
+      kl: `[B]` the closed-form total KL(q(z | x) || p(z)) against the model's prior, or `None`
+        (the default). Posteriors leave it `None`; the VAE fills it from the prior's optional
+        hook `prior.analytic_kl(posterior, h)` (e.g. vMF or power spherical against the uniform
+        prior on the sphere) and then prefers it to the Monte Carlo KL.
     """
     z: tf.Tensor
     log_q: tf.Tensor
     kl_per_dim: Optional[tf.Tensor]
     mean: tf.Tensor
+    kl: Optional[tf.Tensor] = None
 
 
 class Posterior(keras.layers.Layer):

@@ -34,13 +34,32 @@ def interpolate(z_start: np.ndarray, z_end: np.ndarray, steps: int) -> np.ndarra
     return (1.0 - t) * z_start[None] + t * z_end[None]
 
 
+def slerp(z_start: np.ndarray, z_end: np.ndarray, steps: int) -> np.ndarray:
+    """Great-circle interpolation `[steps, D]` between two codes on the unit sphere.
+
+    `slerp(a, b; t) = (sin((1 - t) w) a + sin(t w) b) / sin(w)`, `w = arccos(a^T b)`, for `t` in
+    [0, 1] evenly spaced, after normalizing `a` and `b`: every point is a unit vector (a linear
+    path would cut through the ball, where a hyperspherical decoder was never trained). Nearly
+    parallel or antipodal ends (`sin w < 1e-6`) fall back to normalized linear interpolation.
+    """
+    a = np.asarray(z_start, np.float64)
+    b = np.asarray(z_end, np.float64)
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    omega = np.arccos(np.clip(a @ b, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        path = (1.0 - t) * a[None] + t * b[None]
+        return path / np.maximum(np.linalg.norm(path, axis=-1, keepdims=True), 1e-12)
+    return (np.sin((1.0 - t) * omega) * a[None] + np.sin(t * omega) * b[None]) / np.sin(omega)
+
+
 def image_grids(model, images, seed=0, num_samples=64, interpolation_steps=10):
     """The three grids a run shows, `{name: [H', W', C]}` in [0, 1].
 
     * `samples`: the decoder means at `num_samples` prior samples (fixed noise from `seed`);
     * `reconstructions`: originals and their reconstructions side by side;
     * `interpolation`: decoder means along the line between the codes of `images[0]` and
-      `images[1]`.
+      `images[1]` (the great-circle arc, `slerp`, when the posterior's geometry is `"sphere"`).
     """
     import tensorflow as tf
 
@@ -52,7 +71,9 @@ def image_grids(model, images, seed=0, num_samples=64, interpolation_steps=10):
     columns += columns % 2
     pairs = np.stack([originals, reconstructions], axis=1).reshape((-1,) + originals.shape[1:])
     codes = model.encode(originals[:2]).numpy()
-    path = interpolate(codes[0], codes[1], interpolation_steps).astype(np.float32)
+    sphere = getattr(getattr(model, "posterior", None), "geometry", "euclidean") == "sphere"
+    path = (slerp if sphere else interpolate)(codes[0], codes[1], interpolation_steps)
+    path = path.astype(np.float32)
     interpolation = model.decode(path).numpy()
     return {"samples": tile(samples), "reconstructions": tile(pairs, columns),
             "interpolation": tile(interpolation, interpolation_steps)}

@@ -99,6 +99,9 @@ class VAE(keras.Model):
         """
         features = self.encoder(self.check_images(x))
         q = self.posterior(features, num_samples=num_samples, seed=seed)
+        analytic_kl = getattr(self.prior, "analytic_kl", None)  # closed-form KL(q || p), if any
+        if analytic_kl is not None and q.kl is None:
+            q = q._replace(kl=analytic_kl(self.posterior, features))
         log_px = self.likelihood.log_prob(x, self.decoder(q.z))
         log_pz = self.prior.log_prob(q.z)
         return q, log_px, log_pz
@@ -121,6 +124,8 @@ class VAE(keras.Model):
         num_samples = num_samples or self.num_samples
         q, log_px, log_pz = self.log_densities(x, num_samples, seed)
         kl_per_dim = q.kl_per_dim if self.prior.is_standard_normal else None
+        if kl_per_dim is None and q.kl is not None:
+            kl_per_dim = q.kl[:, None]  # the closed-form total KL as one term (elbo_terms sums)
         free_bits = self.free_bits if self.objective == "elbo" else 0.0
         terms = objectives.elbo_terms(log_px, log_pz, q.log_q, kl_per_dim, beta, free_bits)
         if self.objective == "iwae":
