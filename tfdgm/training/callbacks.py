@@ -52,10 +52,10 @@ class RunState:
 
     def save(self, checkpoint_dir: str) -> None:
         write_atomically(os.path.join(checkpoint_dir, STATE_FILE),
-                         lambda tmp: _dump_json(dataclasses.asdict(self), tmp))
+                         lambda tmp: dump_json(dataclasses.asdict(self), tmp))
 
 
-def _dump_json(obj, path):
+def dump_json(obj, path):
     with open(path, "w") as f:
         json.dump(obj, f, indent=2)
 

@@ -210,7 +210,7 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
                        stopped_early=state.stopped_early,
                        train_seconds=float(sum(h["seconds"] for h in state.history)))
     if write:
-        cb.write_atomically(run.metrics, lambda tmp: cb._dump_json(metrics, tmp))
+        cb.write_atomically(run.metrics, lambda tmp: cb.dump_json(metrics, tmp))
         images = next(iter(datasets.test.unbatch().batch(64))).numpy()
         for name, grid in image_grids(model, images, seed=config.seed).items():
             save_png(grid, os.path.join(run.dir, f"{name}.png"))
