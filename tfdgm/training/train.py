@@ -132,19 +132,20 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     state = state or cb.RunState()
 
     finished = state.stopped_early or state.epochs_done >= config.training.epochs
-    images = next(iter(datasets.validation.unbatch().batch(64))).numpy()
-    logger = TensorBoardLogger(run.logs, images, config.to_dict(),
-                               global_batch_size=config.data.batch_size,
-                               image_every=config.training.image_every_epochs, seed=config.seed)
+    logger = None
+    if chief:  # only the chief writes TensorBoard events
+        images = next(iter(datasets.validation.unbatch().batch(64))).numpy()
+        logger = TensorBoardLogger(run.logs, images, config.to_dict(),
+                                   global_batch_size=config.data.batch_size,
+                                   image_every=config.training.image_every_epochs,
+                                   seed=config.seed)
     if not finished:
         callbacks = [
             cb.KLWarmup(config.objective.warmup_epochs),
             cb.NonFiniteGuard(run.checkpoints),
             cb.RunCheckpointer(run.checkpoints, state, config.training.patience,
                                config.objective.warmup_epochs, write=chief),
-        ]
-        if chief:
-            callbacks.append(logger)
+        ] + ([logger] if logger else [])
         fit(model, strategy, datasets, config, callbacks, initial_epoch=state.epochs_done)
     elif os.path.exists(run.metrics):
         print(f"{run_dir} is finished; its results are in {run.metrics}.")
