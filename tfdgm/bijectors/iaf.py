@@ -1,7 +1,10 @@
 """Inverse autoregressive flow bijector (Kingma et al., 2016)."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from tfdgm.nn.made import made_degrees
 
 tfb = tfp.bijectors
 
@@ -28,9 +31,19 @@ class IAF(tfb.Bijector):
     that also sees a context `h(x)` from the encoder.
 
     Forward (sampling, density of the sample) is one pass of `made_fn`. The inverse needs `D`
-    sequential passes: starting from `z = 0`, `z <- (y - (1 - sigma(z)) m(z)) / sigma(z)` fixes
-    one more coordinate of `z` per pass, in the autoregressive order; it is exact after `D`
-    passes (a `tf.while_loop`). Use it for tests and density evaluation of external points.
+    sequential passes in the conditioner's order, so it needs that order (`input_order`, the
+    MADE's: pass `made.input_order` or `made.degrees`): starting from `z = 0`, pass `i`
+    (`i = 1..D`) solves only the coordinate `k` of degree `i`,
+
+    ```none
+    z_k <- (y_k - (1 - sigma_k(z)) m_k(z)) / sigma_k(z)
+    ```
+
+    whose inputs (the coordinates of degree `< i`) are already exact; it is exact after `D`
+    passes (a `tf.while_loop`). The other coordinates keep their current values (exact or `0`):
+    updating them too would be wasted work and, worse, their undetermined values can overflow,
+    and `inf * 0` in the next masked matmul makes the whole row NaN. Use the inverse for tests
+    and density evaluation of external points.
 
     Keyword arguments given to `forward`, `inverse` and the log-det methods are passed on to
     `made_fn`, e.g. `iaf.forward(z, context=h)` calls `made_fn(z, context=h)`.
@@ -53,13 +66,18 @@ class IAF(tfb.Bijector):
          Learning_, 2015. https://arxiv.org/abs/1502.03509
     """
 
-    def __init__(self, made_fn, forget_bias=1., validate_args=False, name="iaf"):
+    def __init__(self, made_fn, forget_bias=1., input_order=None, validate_args=False,
+                 name="iaf"):
         """Creates one IAF step.
 
         Args:
             made_fn: Python `callable`, `made_fn(z, **kwargs) -> (m, s)` with `m`, `s` shaped
                 like `z` `[..., D]`, autoregressive in some ordering.
             forget_bias: Python `float` added to `s` before the sigmoid.
+            input_order: the ordering of `made_fn`, as `tfdgm.nn.MADE` takes it:
+                `'left-to-right'`, `'right-to-left'`, or the degrees, a permutation of `1..D`
+                (`made.degrees`). Needed by `inverse` only; `None` leaves the bijector
+                forward-only (the inverse raises).
             validate_args: Python `bool`, unused.
             name: Python `str` name prefixed to ops created by this class.
         """
@@ -69,6 +87,8 @@ class IAF(tfb.Bijector):
                 raise TypeError("`made_fn` must be callable, got {!r}.".format(made_fn))
             self._made_fn = made_fn
             self._forget_bias = forget_bias
+            self._input_order = (input_order if input_order is None or isinstance(input_order, str)
+                                 else [int(d) for d in np.asarray(input_order).ravel()])
             super().__init__(
                 forward_min_event_ndims=1,
                 validate_args=validate_args,
@@ -86,6 +106,10 @@ class IAF(tfb.Bijector):
     @property
     def forget_bias(self):
         return self._forget_bias
+
+    @property
+    def input_order(self):
+        return self._input_order
 
     def _gate_logits_and_shift(self, z, **kwargs):
         m, s = self._made_fn(z, **kwargs)
@@ -121,13 +145,23 @@ class IAF(tfb.Bijector):
             return y, tf.reduce_sum(tf.math.log_sigmoid(logits), axis=-1)
 
     def _inverse(self, y, **kwargs):
-        def body(z):
-            logits, m = self._gate_logits_and_shift(z, **kwargs)
-            return ((y - tf.sigmoid(-logits) * m) * (1. + tf.exp(-logits)),)
-
         event_size = tf.compat.dimension_value(y.shape[-1])
+        if self._input_order is None:
+            raise ValueError("IAF.inverse needs the conditioner's order: create the bijector "
+                             "with `input_order=made.input_order` (or `made.degrees`).")
         if event_size is None:
-            event_size = tf.shape(y)[-1]
-        (z,) = tf.while_loop(
-            lambda z: True, body, (tf.zeros_like(y),), maximum_iterations=event_size)
+            raise ValueError("IAF.inverse needs a static event size; got y of shape {}."
+                             .format(y.shape))
+        degrees = made_degrees(event_size, [], self._input_order)[0]
+        # Row i: the one-hot position of the coordinate of degree i + 1, solved at pass i.
+        passes = tf.constant(np.eye(event_size, dtype=bool)[np.argsort(degrees)])
+
+        def body(i, z):
+            logits, m = self._gate_logits_and_shift(z, **kwargs)
+            solved = (y - tf.sigmoid(-logits) * m) * (1. + tf.exp(-logits))
+            return i + 1, tf.where(tf.gather(passes, i), solved, z)
+
+        _, z = tf.while_loop(
+            lambda i, z: True, body, (tf.constant(0), tf.zeros_like(y)),
+            maximum_iterations=event_size)
         return z
