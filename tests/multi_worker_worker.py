@@ -52,7 +52,7 @@ def build_vae(posterior="diagonal_gaussian", seed=0):
 
     Call inside the strategy's scope; the model is built (all weights exist)."""
     import tfdgm.components  # noqa: F401  (registers the components)
-    from tfdgm.models.vae import VAE
+    from tfdgm.models.vae.model import VAE
     from tfdgm.registry import DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 
     likelihood = LIKELIHOODS.build({"name": "bernoulli"}, "likelihood")

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfdgm.components.posteriors import Posterior
+from tfdgm.models.vae.posteriors import Posterior
 from tfdgm.evaluation.elbo_surgery import elbo_surgery, supports_elbo_surgery
 from tfdgm.testing.models import random_images, small_vae
 

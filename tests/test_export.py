@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfdgm import components  # noqa: F401  (registers the components)
 from tfdgm import export
 from tfdgm.errors import TfdgmError
-from tfdgm.models.vae import VAE
+from tfdgm.models.vae.model import VAE
 from tfdgm.registry import DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfdgm import export
-from tfdgm.components.flow_priors import MAFPrior, RealNVPPrior
-from tfdgm.components.posteriors import standard_normal_log_prob
+from tfdgm.models.vae.flow_priors import MAFPrior, RealNVPPrior
+from tfdgm.models.vae.posteriors import standard_normal_log_prob
 from tfdgm.errors import ConfigError
 from tfdgm.registry import PRIORS
 from tfdgm.testing.bijector_checks import fresh, jacobian, randomize_weights

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tfdgm import config as config_lib
 from tfdgm.errors import ConfigError
 from tfdgm.evaluation import importance_sampled_log_likelihood
-from tfdgm.models.hvae import HierarchicalVAE
+from tfdgm.models.vae.hvae import HierarchicalVAE
 from tfdgm.registry import DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 from tfdgm.testing.models import random_images
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdgm import objectives
+from tfdgm.models.vae import objectives
 from tfdgm.evaluation import importance_sampled_log_likelihood
 from tfdgm.testing.models import random_images, small_vae, train_briefly
 

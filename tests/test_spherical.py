@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tfdgm import config as config_lib
 from tfdgm import export
-from tfdgm.components.spherical import HypersphericalUniformPrior
+from tfdgm.models.vae.spherical import HypersphericalUniformPrior
 from tfdgm.distributions import VonMisesFisher
 from tfdgm.errors import ConfigError
 from tfdgm.evaluation.images import slerp

@@ -73,7 +73,7 @@ def test_full_covariance_gaussian_matches_tfp():
 
 
 def test_discretized_logistic_is_normalized_over_the_256_levels():
-    from tfdgm.components.likelihoods import DiscretizedLogisticLikelihood
+    from tfdgm.models.vae.likelihoods import DiscretizedLogisticLikelihood
     likelihood = DiscretizedLogisticLikelihood()
     levels = tf.reshape(tf.range(256, dtype=tf.float32) / 255.0, [256, 1, 1, 1])
     for mean, log_scale in [(0.3, -3.0), (0.0, -6.0), (1.0, -1.0), (0.5, 1.0), (0.7, -7.0)]:
@@ -83,7 +83,7 @@ def test_discretized_logistic_is_normalized_over_the_256_levels():
 
 
 def test_bernoulli_and_gaussian_match_tfp():
-    from tfdgm.components.likelihoods import BernoulliLikelihood, GaussianLikelihood
+    from tfdgm.models.vae.likelihoods import BernoulliLikelihood, GaussianLikelihood
     x = tf.constant(random_images(4, image_shape=(3, 2, 1)))
     logits = tf.random.stateless_normal([4, 3, 2, 1], [0, 1])
     expected = tfd.Independent(tfd.Bernoulli(logits=logits), 3).log_prob(x)

@@ -12,8 +12,8 @@ import tensorflow_probability as tfp
 
 from tfdgm import config as config_lib
 from tfdgm import export
-from tfdgm.components.posteriors import Posterior
-from tfdgm.components.vamp_prior import VampPrior, clip_straight_through
+from tfdgm.models.vae.posteriors import Posterior
+from tfdgm.models.vae.vamp_prior import VampPrior, clip_straight_through
 from tfdgm.errors import ConfigError
 from tfdgm.registry import POSTERIORS
 from tfdgm.testing.models import random_images, small_vae

@@ -40,7 +40,8 @@ def _parser():
         if name == "sample":
             command.add_argument("-n", "--num", type=int, default=64)
             command.add_argument("--temperature", type=float, default=1.0,
-                                 help="scale of the prior noise (reduced-temperature sampling)")
+                                 help="sampling temperature T > 0 as the model family defines "
+                                      "it (a VAE: its prior's Gaussian noise from N(0, T^2 I))")
             command.add_argument("--out", help="PNG path (default: <run>/samples_<n>.png)")
             command.add_argument("--seed", type=int, default=0)
         if name == "export":
@@ -53,37 +54,40 @@ def _parser():
 
 def _load_run(args):
     """Config of an existing run and its model restored from the best checkpoint."""
-    from tfdgm import config as config_lib
+    from tfdgm import experiment
     from tfdgm.data import dataset_info
     from tfdgm.errors import ConfigError
-    from tfdgm.models import build_model
-    from tfdgm.training.train import Run, make_optimizer, restore
+    from tfdgm.training.train import Run, make_optimizers, restore
 
     run = Run(args.run)
     if not os.path.exists(run.config):
         raise ConfigError(f"'{args.run}' is not a run directory (no config.yaml). Train one "
                           f"first with `make train`, or pass RUN=runs/<name>.")
     overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-    config = config_lib.load(run.config, overrides)
+    config = experiment.load_config(run.config, overrides)
     if not os.path.exists(run.checkpoint("best")):
         raise ConfigError(f"'{args.run}' has no checkpoint yet ({run.checkpoint('best')}); "
                           f"train it for at least one epoch.")
-    model = build_model(config, dataset_info(config.data))
-    model.compile(optimizer=make_optimizer(config.optimizer))
+    model = experiment.build_model(config, dataset_info(config.data))
+    model.compile_for_training(make_optimizers(model, config.optimizer))
     restore(model, run.checkpoint("best"))
     return config, run, model
+
+
+def _temperature_tag(temperature):
+    return f"{temperature:g}".replace(".", "p")
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "train":
-            from tfdgm import config as config_lib
+            from tfdgm import experiment
             from tfdgm.training.train import train_and_evaluate
 
             overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"]
                                           if args.data_dir else [])
-            config = config_lib.load(args.config, overrides)
+            config = experiment.load_config(args.config, overrides)
             run_dir = args.run_dir or os.path.join("runs", config.name)
             metrics = train_and_evaluate(config, run_dir)
             _print_metrics(metrics, run_dir)
@@ -97,27 +101,36 @@ def main(argv=None) -> int:
             metrics = evaluate(model, datasets, config, run, RunState.load(run.checkpoints))
             _print_metrics(metrics, run.dir)
         elif args.command == "sample":
-            import tensorflow as tf
-
+            from tfdgm.errors import ConfigError
             from tfdgm.evaluation import save_png, tile
+            from tfdgm.models.base import check_temperature
 
+            if args.num < 1:
+                raise ConfigError(f"-n/--num must be at least 1, got {args.num}.")
+            temperature = check_temperature(args.temperature)
+            out = args.out or os.path.join(
+                args.run, f"samples_{args.num}_T{_temperature_tag(temperature)}.png")
+            if not out.lower().endswith(".png"):
+                raise ConfigError(f"--out {out}: the samples are written as PNG; give a path "
+                                  f"ending in .png.")
+            if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+                raise ConfigError(f"--out {out}: folder {os.path.dirname(out) or '.'} does not "
+                                  f"exist; create it first.")
             config, run, model = _load_run(args)
-            eps = args.temperature * tf.random.stateless_normal([args.num, model.noise_dim],
-                                                                [args.seed, 0])
-            out = args.out or os.path.join(run.dir, f"samples_{args.num}.png")
-            save_png(tile(model.generate(eps).numpy()), out)
-            print(f"Wrote {args.num} samples (temperature {args.temperature}) to {out}")
+            samples = model.sample(args.num, temperature=temperature, seed=args.seed)
+            save_png(tile(samples), out)
+            print(f"Wrote {args.num} samples (temperature {temperature:g}) to {out}")
         elif args.command == "export":
             from tfdgm.export import export_saved_model, export_tflite
 
             config, run, model = _load_run(args)
             base = args.base_dir or config.export.base_dir
-            version = args.version or config.export.version
+            version = args.version if args.version is not None else config.export.version
             path = export_saved_model(model, base, config.name, version, overwrite=args.overwrite)
-            print(f"SavedModel (TF Serving layout): {path}")
-            if config.export.tflite:
+            print(f"SavedModel (TF Serving layout, checked against Keras): {path}")
+            if config.export.tflite and model.tflite_signatures:
                 tflite = export_tflite(model, os.path.join(base, f"{config.name}.tflite"))
-                print(f"TFLite generator: {tflite}")
+                print(f"TFLite ({', '.join(model.tflite_signatures)}): {tflite}")
     except TfdgmError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -1,17 +1,19 @@
 """Experiment configuration: YAML -> frozen dataclasses, strictly validated.
 
-A config file has the sections below; every key is checked (unknown keys, wrong types) before any
-TensorFlow work starts, and `--set a.b=c` overrides any value (the value is parsed as YAML, so
-`--set model.latent_dim=32`, `--set optimizer.learning_rate=1e-3` and
-`--set model.encoder.hidden_units=[512,256]` all work).
+A config file has run-level sections (`name`, `seed`, `data`, `training`, `distribute`, `export`,
+defined here) and sections owned by the model family that `model.name` selects (`model`,
+`optimizer`, `evaluation`: the family's dataclasses, see `tfdgm.models.base`). Every key is
+checked (unknown keys, wrong types, choices) before any TensorFlow work starts, and `--set a.b=c`
+overrides any value (the value is parsed as YAML, so `--set model.latent_dim=32`,
+`--set optimizer.learning_rate=1e-3` and `--set model.encoder.hidden_units=[512,256]` all work).
 
-Components (`encoder`, `decoder`, `posterior`, `prior`, `likelihood`, `data`) are given as
-`{name: <registered name>, <option>: <value>, ...}`; their options are checked against the
-registered component's constructor when the config is resolved (see `tfdgm.registry`).
+This module knows no family: `parse` types the run-level sections and leaves the family's as
+mappings; `tfdgm.experiment` resolves a whole config (and is what callers use).
 """
 
 import dataclasses
 import difflib
+import os
 import typing
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -33,7 +35,8 @@ class DataConfig:
     """
     name: str = "mnist5k"
     data_dir: Optional[str] = None
-    binarize: str = "none"
+    binarize: str = dataclasses.field(
+        default="none", metadata={"choices": ("none", "dynamic", "threshold")})
     batch_size: int = 100
     eval_batch_size: int = 500
     max_examples: Optional[int] = None
@@ -41,72 +44,53 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The generative model, composed from registered components."""
-    name: str = "vae"
-    latent_dim: int = 40
-    encoder: Component = dataclasses.field(
-        default_factory=lambda: {"name": "gated_mlp", "hidden_units": [300, 300]})
-    decoder: Component = dataclasses.field(
-        default_factory=lambda: {"name": "gated_mlp", "hidden_units": [300, 300]})
-    posterior: Component = dataclasses.field(
-        default_factory=lambda: {"name": "diagonal_gaussian"})
-    prior: Component = dataclasses.field(default_factory=lambda: {"name": "standard_normal"})
-    likelihood: Component = dataclasses.field(default_factory=lambda: {"name": "bernoulli"})
-
-
-@dataclasses.dataclass(frozen=True)
-class ObjectiveConfig:
-    """The training bound.
-
-    `elbo`: E_q[log p(x|z)] - beta * KL with beta rising linearly from 0 to 1 over `warmup_epochs`
-    and, if `free_bits` > 0, each latent dimension's KL floored at `free_bits` nats (Kingma et al.
-    2016). `iwae`: the importance-weighted bound with `num_samples` = k (Burda et al. 2016).
-    """
-    name: str = "elbo"
-    num_samples: int = 1
-    warmup_epochs: int = 0
-    free_bits: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "adam"
-    learning_rate: float = 5e-4
+    """One optimizer: `adam`, `adamax`, `rmsprop` or `sgd` with its learning rate, moments
+    (`beta_1`, `beta_2` for Adam and Adamax; `rho` for RMSProp; `momentum` for SGD and RMSProp)
+    and optional gradient clipping by global norm (`clipnorm`)."""
+    name: str = dataclasses.field(
+        default="adam", metadata={"choices": ("adam", "adamax", "rmsprop", "sgd")})
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    rho: float = 0.9
+    momentum: float = 0.0
+    epsilon: float = 1e-7
     clipnorm: Optional[float] = None
+
+    def __post_init__(self):
+        if not self.learning_rate > 0:
+            raise ConfigError(f"optimizer.learning_rate must be positive, got {self.learning_rate}.")
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise ConfigError(f"optimizer.clipnorm must be positive (or null), got {self.clipnorm}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """Epochs, early stopping (patience counted only after warm-up) and image logging."""
+    """Epochs, early stopping (on the model's monitored validation quantity) and image logging.
+
+    `jit_compile` compiles the training and evaluation steps with XLA."""
     epochs: int = 100
     patience: int = 50
     steps_per_epoch: Optional[int] = None
     image_every_epochs: int = 1
     jit_compile: bool = False
 
-
-@dataclasses.dataclass(frozen=True)
-class EvaluationConfig:
-    """Test-time estimates: importance-sampled NLL with `nll_samples` samples per example, drawn
-    `nll_chunk` at a time so memory stays bounded; `nll_examples` limits how many test examples
-    the NLL uses, spread evenly over the test set (null: all). ELBO surgery (mutual information
-    and marginal KL, Hoffman & Johnson 2016) on `surgery_examples` test examples, also spread
-    evenly (0: off; its cost grows as the square). `nll_pass_size` bounds the decoder passes
-    (examples x samples) of one NLL step: lower it for large decoders."""
-    nll_samples: int = 5000
-    nll_chunk: int = 500
-    nll_pass_size: int = 50000
-    nll_examples: Optional[int] = None
-    active_unit_threshold: float = 0.01
-    surgery_examples: int = 1000
+    def __post_init__(self):
+        for key in ("epochs", "patience", "image_every_epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"training.{key} must be at least 1, got {getattr(self, key)}.")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"training.steps_per_epoch must be at least 1 (or null for whole "
+                              f"epochs), got {self.steps_per_epoch}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class DistributeConfig:
     """`auto` (every visible GPU mirrored, else one device), `one_device`, `mirrored` or
     `multi_worker` (reads TF_CONFIG)."""
-    strategy: str = "auto"
+    strategy: str = dataclasses.field(
+        default="auto", metadata={"choices": ("auto", "one_device", "mirrored", "multi_worker")})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,31 +99,38 @@ class ExportConfig:
     version: int = 1
     tflite: bool = True
 
+    def __post_init__(self):
+        if self.version < 1:
+            raise ConfigError(f"export.version must be a positive integer (TF Serving reads "
+                              f"numeric version folders), got {self.version}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A whole experiment. `name` names the run directory `runs/<name>`."""
+    """A whole experiment. `name` names the run directory `runs/<name>`.
+
+    The run-level sections are fixed here; `model`, `optimizer` and `evaluation` belong to the
+    model family (`config.model.name`): they are raw mappings until `tfdgm.experiment` resolves
+    them into the family's dataclasses (`Options`, `OptimizerConfig` per role,
+    `EvaluationOptions`).
+    """
     name: str = "run"
     seed: int = 0
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
-    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    model: Any = dataclasses.field(default_factory=dict)
+    optimizer: Any = dataclasses.field(default_factory=dict)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    evaluation: Any = dataclasses.field(default_factory=dict)
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name:
+            raise ConfigError(f"name: must be a non-empty name without '/' (it names the run "
+                              f"directory runs/<name>), got {self.name!r}.")
+
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-CHOICES = {
-    "data.binarize": ("none", "dynamic", "threshold"),
-    "objective.name": ("elbo", "iwae"),
-    "optimizer.name": ("adam", "adamax"),
-    "distribute.strategy": ("auto", "one_device", "mirrored", "multi_worker"),
-}
 
 
 def _type_name(tp) -> str:
@@ -198,7 +189,10 @@ def _coerce(value: Any, tp, where: str) -> Any:
     raise TypeError(f"unsupported annotation {tp} at {where}")
 
 
-def _build(cls, raw: Any, where: str):
+def build_section(cls, raw: Any, where: str):
+    """`cls` (a dataclass) from the mapping `raw`, strictly: unknown keys (with a suggestion),
+    wrong types and values outside a field's `metadata["choices"]` raise `ConfigError` naming
+    the key path `where.<key>`. Nested dataclass fields are built recursively."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -219,12 +213,13 @@ def _build(cls, raw: Any, where: str):
             continue
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            values[name] = _build(tp, raw[name], path)
+            values[name] = build_section(tp, raw[name], path)
         else:
             values[name] = _coerce(raw[name], tp, path)
-            if path in CHOICES and values[name] not in CHOICES[path]:
+            choices = field.metadata.get("choices")
+            if choices and values[name] not in choices:
                 raise ConfigError(f"{path}: '{values[name]}' is not one of "
-                                  f"{', '.join(CHOICES[path])}.")
+                                  f"{', '.join(choices)}.")
     return cls(**values)
 
 
@@ -248,34 +243,38 @@ def _apply_override(raw: Dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> Config:
-    """Builds a validated `Config` from a nested mapping plus `KEY=VALUE` overrides."""
+def parse(raw: Optional[Mapping[str, Any]], overrides: Sequence[str] = ()) -> Config:
+    """The run-level `Config` of a nested mapping plus `KEY=VALUE` overrides; the family's
+    sections stay raw mappings (`tfdgm.experiment.resolve` types them)."""
     raw = yaml.safe_load(yaml.safe_dump(dict(raw))) if raw else {}
     for assignment in overrides:
         _apply_override(raw, assignment)
-    config = _build(Config, raw, "")
-    from tfdgm import components  # noqa: F401  (registers every component)
-    from tfdgm.models import validate_model_config
-    validate_model_config(config)
-    return config
+    return build_section(Config, raw, "")
 
 
-def load(path: str, overrides: Sequence[str] = ()) -> Config:
-    """Reads a YAML config file and applies `--set` overrides. Raises `ConfigError` on any problem."""
+def read(path: str) -> Dict[str, Any]:
+    """The mapping in the YAML file at `path`. Raises `ConfigError` naming the problem."""
+    if os.path.isdir(path):
+        raise ConfigError(f"config path '{path}' is a directory; pass a YAML file, e.g. "
+                          f"CONFIG=configs/quickstart.yaml.")
     try:
         with open(path) as f:
             raw = yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file '{path}' does not exist. "
                           f"Pass CONFIG=configs/<experiment>.yaml (see the configs/ folder).") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file '{path}' cannot be read: {error}.") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file '{path}' is not valid YAML: {error}") from None
-    if raw is not None and not isinstance(raw, Mapping):
+    if raw is None:
+        raise ConfigError(f"config file '{path}' is empty; start from configs/quickstart.yaml.")
+    if not isinstance(raw, Mapping):
         raise ConfigError(f"config file '{path}' must hold a mapping of sections.")
-    return from_dict(raw or {}, overrides)
+    return dict(raw)
 
 
 def dump(config: Config, path: str) -> None:
-    """Writes the resolved config so that `load(path)` rebuilds it exactly."""
+    """Writes the resolved config so that `tfdgm.experiment.load_config(path)` rebuilds it."""
     with open(path, "w") as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)

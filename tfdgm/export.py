@@ -1,31 +1,35 @@
 """Export of trained models: SavedModels for TF Serving and TFLite files for devices.
 
-A VAE leaves the library through five signatures, each a deterministic map with named inputs and
-named outputs (a dict, so the names do not depend on the tracing order):
+A model leaves the library through the signatures its family declares (`model.signatures()`,
+`tfdgm.models.base.Signature`): deterministic maps with named inputs and named outputs (a dict,
+so the names do not depend on the tracing order). `model.serving_default` names the signature TF
+Serving calls when a request names none, and `model.tflite_signatures` those that go to TFLite.
+A VAE, for instance, exports
 
     signature      input                       output
     encode         x   [B, H, W, C] float32    z      [B, D]        the posterior's code
     decode         z   [B, D]       float32    x_mean [B, H, W, C]  the mean of p(x | z)
     reconstruct    x   [B, H, W, C] float32    x_mean [B, H, W, C]  decode(encode(x))
-    generate       eps [B, D]       float32    x_mean [B, H, W, C]  decode(prior.generate(eps))
+    generate       eps [B, P]       float32    x_mean [B, H, W, C]  decode(prior.generate(eps))
     elbo           x   [B, H, W, C] float32    elbo   [B]           single-sample ELBO, fixed seed
-    serving_default = reconstruct
+    serving_default = reconstruct;  TFLite: generate, decode
 
-`generate` takes its standard-normal noise as an input instead of drawing it: the served graph is
-then a pure function (a request is reproducible) and the TFLite graph needs no random op. `elbo`
-uses the model's fixed stateless seed, so it equals `model.elbo(x)` exactly.
+Signatures that sample take their noise as an input instead of drawing it: the served graph is
+then a pure function (a request is reproducible) and the TFLite graph needs no random op.
 
 The SavedModel is written with `keras.export.ExportArchive`, never with a hand-written
 `tf.Module`: wrapping a Keras 3 model in a `tf.Module` gives a SavedModel that TF Serving's loader
 rejects ("Could not find variable") and a TFLite file without weights whose outputs are NaN with
 no error. The layout is TF Serving's, `<export_base>/<model_name>/<version>/saved_model.pb` and
 `variables/`; the version directory is written under a temporary name and renamed into place, so a
-model server polling `<export_base>/<model_name>` never loads half a model.
+model server polling `<export_base>/<model_name>` never loads half a model. After writing, the
+SavedModel is loaded back and every signature is compared with the Keras model
+(`verify_saved_model`).
 
-The TFLite file holds only the generator signatures (`generate`, `decode`), converted with the
-TFLite builtin op set alone (the Python runtime has no Flex delegate). The encoder side cannot go
-there in general: stateless random ops (the ELBO's noise), Cholesky, MatrixTriangularSolve,
-LogMatrixDeterminant and Erfinv have no builtin kernels.
+The TFLite file holds the `tflite_signatures`, converted with the TFLite builtin op set alone
+(the Python runtime has no Flex delegate): stateless random ops, Cholesky,
+MatrixTriangularSolve, LogMatrixDeterminant and Erfinv have no builtin kernels, which is why the
+encoder side of a VAE stays on the server.
 """
 
 import os
@@ -38,103 +42,92 @@ import tensorflow as tf
 
 from tfdgm.errors import TfdgmError
 
-SIGNATURES = ("encode", "decode", "reconstruct", "generate", "elbo")
-"""The signatures of an exported VAE; `serving_default` is an alias of `SERVING_DEFAULT`."""
-
-SERVING_DEFAULT = "reconstruct"
-"""The signature TF Serving calls when a request names none."""
-
-GENERATOR_SIGNATURES = ("generate", "decode")
-"""The signatures converted to TFLite: they take their noise (or code) as input."""
-
-OUTPUT_NAMES = {"encode": "z", "decode": "x_mean", "reconstruct": "x_mean",
-                "generate": "x_mean", "elbo": "elbo"}
-"""The single named output of each signature."""
-
-
 class ExportError(TfdgmError):
     """An export could not be written, or what was written does not reproduce the model."""
 
 
 # Signatures --------------------------------------------------------------------------------------
 
-def _ensure_built(model):
+def _signatures(model):
     if not model.built:
         model.build()
+    return model.signatures()
 
 
-def signature_functions(model):
-    """The export endpoints of `model`: `{name: (fn, input_signature)}` for every name in
-    `SIGNATURES`.
-
-    Each `fn` takes one tensor, named as its input (`x`, `z` or `eps`), and returns a dict with
-    one tensor named as in `OUTPUT_NAMES`. Shapes come from `model.image_shape` `(H, W, C)` and
-    `model.latent_dim` `D`; the batch axis is left free.
-    """
-    image = tf.TensorSpec([None, *model.image_shape], tf.float32, name="x")
-    code = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
-    noise = tf.TensorSpec([None, model.noise_dim], tf.float32, name="eps")
-
-    # The Python argument names are the signature's input names: keep them equal to the specs'.
-    def encode(x):
-        return {"z": model.encode(x)}
-
-    def decode(z):
-        return {"x_mean": model.decode(z)}
-
-    def reconstruct(x):
-        return {"x_mean": model.reconstruct(x)}
-
-    def generate(eps):
-        return {"x_mean": model.generate(eps)}
-
-    def elbo(x):
-        return {"elbo": model.elbo(x)}
-
-    return {"encode": (encode, [image]), "decode": (decode, [code]),
-            "reconstruct": (reconstruct, [image]), "generate": (generate, [noise]),
-            "elbo": (elbo, [image])}
-
-
-def build_export_archive(model, signatures=SIGNATURES, serving_default=SERVING_DEFAULT):
+def build_export_archive(model, names=None, serving_default="default"):
     """A `keras.export.ExportArchive` tracking `model` with an endpoint per signature.
 
     Args:
-      model: a built (or buildable) VAE.
-      signatures: names out of `SIGNATURES`.
-      serving_default: the signature also registered as `serving_default`, or None to leave
-        ExportArchive's default (the first endpoint).
+      model: a built (or buildable) `tfdgm.models.base.GenerativeModel`.
+      names: signature names out of `model.signatures()`; None: all of them.
+      serving_default: the signature also registered as `serving_default`; `"default"`: the
+        model's `serving_default`; None: none.
 
     Returns:
       The archive, ready for `write_out`.
     """
-    _ensure_built(model)
-    functions = signature_functions(model)
-    unknown = [name for name in signatures if name not in functions]
+    signatures = _signatures(model)
+    names = list(signatures) if names is None else list(names)
+    unknown = [name for name in names if name not in signatures]
     if unknown:
-        raise ExportError(f"unknown signatures {unknown}; choose from {', '.join(SIGNATURES)}.")
+        raise ExportError(f"unknown signatures {unknown}; '{model.name}' has "
+                          f"{', '.join(signatures)}.")
+    if serving_default == "default":
+        serving_default = model.serving_default
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name in signatures:
-        fn, input_signature = functions[name]
-        archive.add_endpoint(name=name, fn=fn, input_signature=input_signature)
+    for name in names:
+        archive.add_endpoint(name=name, fn=signatures[name].fn,
+                             input_signature=list(signatures[name].inputs))
     if serving_default is not None:
-        if serving_default not in signatures:
+        if serving_default not in names:
             raise ExportError(f"serving_default '{serving_default}' is not among the exported "
-                              f"signatures {list(signatures)}.")
-        fn, input_signature = functions[serving_default]
-        archive.add_endpoint(name="serving_default", fn=fn, input_signature=input_signature)
+                              f"signatures {names}.")
+        archive.add_endpoint(name="serving_default", fn=signatures[serving_default].fn,
+                             input_signature=list(signatures[serving_default].inputs))
     return archive
+
+
+def _compare(where, name, got, want, atol):
+    """Raises `ExportError` unless the output dicts `got` and `want` agree within `atol`."""
+    for key, reference in want.items():
+        reference = np.asarray(reference)
+        value = np.asarray(got[key]) if key in got else None
+        if value is None or value.shape != reference.shape or not np.all(np.isfinite(value)):
+            raise ExportError(f"{where}: signature '{name}' output '{key}' is missing, non-finite "
+                              f"or not of shape {reference.shape}.")
+        error = float(np.max(np.abs(value - reference))) if value.size else 0.0
+        if error > atol:
+            raise ExportError(f"{where}: signature '{name}' output '{key}' differs from the "
+                              f"Keras model by {error:.3g} (> {atol}).")
+
+
+def _keras_outputs(signature, inputs):
+    return {key: np.asarray(value) for key, value in
+            signature.fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def verify_saved_model(model, path: str, batch_size: int = 3, atol: float = 1e-5, seed: int = 0):
+    """Loads the SavedModel at `path` and checks every signature against `model` on valid
+    example inputs (`Signature.example_inputs`); raises `ExportError` on a mismatch."""
+    loaded = tf.saved_model.load(path)
+    rng = np.random.default_rng(seed)
+    for name, signature in _signatures(model).items():
+        if name not in loaded.signatures:
+            raise ExportError(f"{path} lacks the signature '{name}'.")
+        inputs = signature.example_inputs(rng, batch_size)
+        got = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+        _compare(path, name, got, _keras_outputs(signature, inputs), atol)
 
 
 # SavedModel --------------------------------------------------------------------------------------
 
 def export_saved_model(model, export_base: str, model_name: str, version: int,
-                       overwrite: bool = False) -> str:
+                       overwrite: bool = False, verify: bool = True) -> str:
     """Writes `model` as a SavedModel in TF Serving's layout.
 
     Args:
-      model: a VAE (`tfdgm.models.vae.VAE`).
+      model: a `tfdgm.models.base.GenerativeModel`.
       export_base: the directory that holds one folder per model (TF Serving's `--model_base_path`
         is `<export_base>/<model_name>`).
       model_name: the served model's name (the `name` in `models.config`, the `<name>` in
@@ -143,9 +136,11 @@ def export_saved_model(model, export_base: str, model_name: str, version: int,
       overwrite: replace an existing version directory (by default that is an error: a model
         server may be serving it).
 
+      verify: load the written SavedModel back and compare every signature with `model`.
+
     Returns:
       The path `<export_base>/<model_name>/<version>`, holding `saved_model.pb`, `variables/` and
-      the signatures of `SIGNATURES` plus `serving_default` (= `reconstruct`).
+      the model's signatures plus `serving_default`.
     """
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
         raise ExportError(f"version must be a positive integer (TF Serving reads numeric "
@@ -164,6 +159,8 @@ def export_saved_model(model, export_base: str, model_name: str, version: int,
     staging = tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=model_dir)
     try:
         archive.write_out(staging, verbose=False)
+        if verify:
+            verify_saved_model(model, staging)
         if os.path.exists(target):
             shutil.rmtree(target)
         os.replace(staging, target)
@@ -239,72 +236,75 @@ def _kernel_bytes(layer):
 
 
 def verify_tflite(model, path: str, batch_size: int = 3, atol: float = 1e-4, seed: int = 0):
-    """Checks that the .tflite at `path` carries the generator's weights and reproduces it.
+    """Checks that the .tflite at `path` carries the model's weights and reproduces it.
 
-    The weights: the file's constant buffers must hold at least the decoder's kernel bytes.
-    The outputs: `generate` and `decode` on random `[batch_size, D]` inputs must be finite and
-    within `atol` of `model.generate` / `model.decode`. Raises `ExportError` otherwise (a TFLite
-    file converted without its variables runs without error and returns NaN).
+    The weights: the file's constant buffers must hold at least the kernel bytes of the
+    signatures' `weight_layers`. The outputs: every signature of `model.tflite_signatures` on
+    valid example inputs must be finite and within `atol` of the Keras model. Raises
+    `ExportError` otherwise (a TFLite file converted without its variables runs without error
+    and returns NaN).
     """
     summary = tflite_summary(path)
-    needed = _kernel_bytes(model.decoder)
+    signatures = _signatures(model)
+    layers = {id(layer): layer for name in model.tflite_signatures
+              for layer in signatures[name].weight_layers}
+    needed = sum(_kernel_bytes(layer) for layer in layers.values())
     if summary["constant_bytes"] < needed:
         raise ExportError(f"{path} holds {summary['constant_bytes']} bytes of constants but the "
-                          f"decoder alone has {needed} bytes of kernels: the weights were "
+                          f"exported layers have {needed} bytes of kernels: the weights were "
                           f"not converted.")
     interpreter = load_tflite_interpreter(path)
     rng = np.random.default_rng(seed)
-    for name, argument, reference, width in (("generate", "eps", model.generate, model.noise_dim),
-                                             ("decode", "z", model.decode, model.latent_dim)):
-        inputs = rng.standard_normal((batch_size, width)).astype(np.float32)
-        got = interpreter.get_signature_runner(name)(**{argument: inputs})["x_mean"]
-        want = np.asarray(reference(tf.constant(inputs)))
-        if got.shape != want.shape or not np.all(np.isfinite(got)):
-            raise ExportError(f"{path}: signature '{name}' returned shape {got.shape} with "
-                              f"non-finite values or a shape other than {want.shape}.")
-        error = float(np.max(np.abs(got - want)))
-        if error > atol:
-            raise ExportError(f"{path}: signature '{name}' differs from the Keras model by "
-                              f"{error:.3g} (> {atol}).")
+    for name in model.tflite_signatures:
+        inputs = signatures[name].example_inputs(rng, batch_size)
+        got = interpreter.get_signature_runner(name)(**inputs)
+        _compare(path, name, got, _keras_outputs(signatures[name], inputs), atol)
 
 
 def export_tflite(model, path: str, verify: bool = True) -> str:
-    """Writes the generator of `model` as a TFLite file with the signatures `generate(eps)` and
-    `decode(z)`, each returning `{"x_mean": [B, H, W, C]}`.
+    """Writes the `model.tflite_signatures` of `model` as a TFLite file.
 
-    The model is exported to a temporary SavedModel with just those two endpoints (through
+    The model is exported to a temporary SavedModel with just those endpoints (through
     `keras.export.ExportArchive`) and converted with `TFLITE_BUILTINS` only, so the file runs on
-    the plain LiteRT runtime. The noise is an input, so no random op enters the graph.
+    the plain LiteRT runtime.
 
     Args:
-      model: a VAE.
+      model: a `tfdgm.models.base.GenerativeModel` with `tflite_signatures`.
       path: the .tflite file to write (parent directories are created).
       verify: check the written file with `verify_tflite` (weights present, outputs match).
 
     Returns:
       `path`.
     """
-    archive = build_export_archive(model, GENERATOR_SIGNATURES, serving_default=None)
+    names = list(model.tflite_signatures)
+    if not names:
+        raise ExportError(f"model '{model.name}' declares no TFLite signatures; set "
+                          f"export.tflite=false.")
+    archive = build_export_archive(model, names, serving_default=None)
     with tempfile.TemporaryDirectory(prefix="tfdgm-tflite-") as saved_model_dir:
         archive.write_out(saved_model_dir, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            saved_model_dir, signature_keys=list(GENERATOR_SIGNATURES))
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                             signature_keys=names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         try:
             flatbuffer = converter.convert()
         except Exception as error:  # the converter raises ConverterError and others
-            raise ExportError(f"TFLite conversion of {list(GENERATOR_SIGNATURES)} with builtin "
-                              f"ops failed (the generator path uses an op without a TFLite "
-                              f"builtin kernel): {error}") from error
+            raise ExportError(f"TFLite conversion of {names} with builtin ops failed (the graph "
+                              f"uses an op without a TFLite builtin kernel): {error}") from error
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    with open(path, "wb") as file:
-        file.write(flatbuffer)
-    if verify:
-        verify_tflite(model, path)
+    staging = os.path.join(parent, f".tmp.{os.path.basename(path)}")
+    try:
+        with open(staging, "wb") as file:
+            file.write(flatbuffer)
+        if verify:
+            verify_tflite(model, staging)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
     return path
 
 
-__all__ = ["ExportError", "GENERATOR_SIGNATURES", "OUTPUT_NAMES", "SERVING_DEFAULT", "SIGNATURES",
-           "build_export_archive", "export_saved_model", "export_tflite", "load_tflite_interpreter",
-           "signature_functions", "tflite_summary", "verify_tflite"]
+__all__ = ["ExportError", "build_export_archive", "export_saved_model", "export_tflite",
+           "load_tflite_interpreter", "tflite_summary", "verify_saved_model", "verify_tflite"]

@@ -1,6 +1,9 @@
-"""Test-time estimates and diagnostics."""
+"""Family-agnostic estimators and displays: importance-sampled NLL, ELBO surgery, image grids.
 
-from tfdgm.evaluation.diagnostics import active_units, posterior_statistics
-from tfdgm.evaluation.images import image_grids, interpolate, save_png, tile
+Each takes a model through a small protocol (e.g. `log_weights(x, S, seed)` for the NLL), not a
+model class, so any family that provides it gets the estimate.
+"""
+
+from tfdgm.evaluation.images import interpolate, save_png, slerp, tile
 from tfdgm.evaluation.likelihood import importance_sampled_log_likelihood
 from tfdgm.evaluation.elbo_surgery import elbo_surgery

@@ -37,18 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm import random as tfdgm_random
-from tfdgm.models.vae import images_of
-
-
-def supports_elbo_surgery(model) -> bool:
-    """Whether `model` can evaluate its posterior at arbitrary codes (`pairwise_log_q` and
-    posteriors with `log_prob(z, h)`)."""
-    from tfdgm.components.vamp_prior import has_log_prob
-
-    posteriors = [getattr(model, name) for name in ("posterior", "z1_posterior")
-                  if getattr(model, name, None) is not None]
-    return (hasattr(model, "pairwise_log_q")
-            and all(has_log_prob(type(posterior)) for posterior in posteriors))
+from tfdgm.data.batches import images_of
 
 
 def _collect_images(dataset, max_examples):

@@ -51,29 +51,3 @@ def slerp(z_start: np.ndarray, z_end: np.ndarray, steps: int) -> np.ndarray:
         path = (1.0 - t) * a[None] + t * b[None]
         return path / np.maximum(np.linalg.norm(path, axis=-1, keepdims=True), 1e-12)
     return (np.sin((1.0 - t) * omega) * a[None] + np.sin(t * omega) * b[None]) / np.sin(omega)
-
-
-def image_grids(model, images, seed=0, num_samples=64, interpolation_steps=10):
-    """The three grids a run shows, `{name: [H', W', C]}` in [0, 1].
-
-    * `samples`: the decoder means at `num_samples` prior samples (fixed noise from `seed`);
-    * `reconstructions`: originals and their reconstructions side by side;
-    * `interpolation`: decoder means along the line between the codes of `images[0]` and
-      `images[1]` (the great-circle arc, `slerp`, when the posterior's geometry is `"sphere"`).
-    """
-    import tensorflow as tf
-
-    eps = tf.random.stateless_normal([num_samples, model.noise_dim], [seed, 7])
-    samples = model.generate(eps).numpy()
-    originals = np.asarray(images[: num_samples // 2], np.float32)
-    reconstructions = model.reconstruct(originals).numpy()
-    columns = int(np.ceil(np.sqrt(len(originals) * 2)))
-    columns += columns % 2
-    pairs = np.stack([originals, reconstructions], axis=1).reshape((-1,) + originals.shape[1:])
-    codes = model.encode(originals[:2]).numpy()
-    sphere = getattr(getattr(model, "posterior", None), "geometry", "euclidean") == "sphere"
-    path = (slerp if sphere else interpolate)(codes[0], codes[1], interpolation_steps)
-    path = path.astype(np.float32)
-    interpolation = model.decode(path).numpy()
-    return {"samples": tile(samples), "reconstructions": tile(pairs, columns),
-            "interpolation": tile(interpolation, interpolation_steps)}

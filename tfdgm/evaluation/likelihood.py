@@ -15,18 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm import objectives
 from tfdgm import random as tfdgm_random
-from tfdgm.models.vae import images_of
-
-
-def log_weights(model, x, num_samples, seed):
-    """`log p(x, z_s) - log q(z_s | x)` for `S` fresh samples, `[S, B]`: the model's
-    `log_weights` (a two-level model weights `(z1, z2)` jointly), else from `log_densities`."""
-    if hasattr(model, "log_weights"):
-        return model.log_weights(x, num_samples, seed)
-    q, log_px, log_pz = model.log_densities(x, num_samples, seed)
-    return objectives.log_importance_weights(log_px, log_pz, q.log_q)
+from tfdgm.data.batches import images_of
 
 
 def _group_bound(log_w: np.ndarray, k: int) -> np.ndarray:
@@ -44,8 +34,9 @@ def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=50
     """Estimates log p(x) per example, and the IWAE bounds L_k, on `dataset`.
 
     Args:
-      model: a `VAE` or `HierarchicalVAE` (anything with `log_weights(x, S, seed)` or
-        `log_densities(x, S, seed)`).
+      model: anything with `log_weights(x, S, seed) -> [S, B]`, the log importance weights
+        `log p(x, z_s) - log q(z_s | x)` of S fresh samples (a VAE, a two-level VAE, a flow
+        with variational dequantization).
       dataset: batches of images `[B, H, W, C]`.
       num_samples: S, importance samples per example (5000 in the papers).
       chunk: samples drawn per pass; memory is `O(chunk * B)`.
@@ -63,7 +54,7 @@ def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=50
 
     @tf.function(reduce_retracing=True)
     def chunk_log_weights(x, seed):
-        return log_weights(model, x, chunk, seed)
+        return model.log_weights(x, chunk, seed)
 
     results = {"log_likelihood": []}
     results.update({f"iwae_{k}": [] for k in bound_ks})

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from tfdgm import components  # noqa: F401  (registers the components)
-from tfdgm.models.vae import VAE
+from tfdgm import models  # noqa: F401  (registers every family and component)
+from tfdgm.models.vae.model import VAE
 from tfdgm.registry import DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 
 

@@ -1,10 +1,12 @@
 """Keras callbacks that make a run resumable, stoppable and safe.
 
-* `KLWarmup` sets the model's `beta` at the start of each epoch.
 * `NonFiniteGuard` stops training at the first NaN/Inf, naming the step and the term.
-* `RunCheckpointer` saves the last and the best (validation ELBO) checkpoints with the run state
-  after every epoch, atomically, and stops early when the validation ELBO has not improved for
-  `patience` epochs after warm-up.
+* `RunCheckpointer` saves the last and the best checkpoints (by the model's `Monitor`) with the
+  run state after every epoch, atomically, and stops early when the monitored quantity has not
+  improved for `patience` epochs (counted from the monitor's `patience_from_epoch`).
+
+They speak only the model contract (`tfdgm.models.base`): family-specific callbacks (the VAE's
+KL warm-up) come from `model.training_callbacks(config)`.
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ from typing import Dict, List, Optional
 import keras
 
 from tfdgm.errors import NonFiniteLossError
-from tfdgm.objectives import linear_warmup
+from tfdgm.models.vae.objectives import linear_warmup
 
 STATE_FILE = "state.json"
 LAST = "last.weights.h5"
@@ -30,13 +32,14 @@ class RunState:
 
     Attributes:
       epochs_done: completed epochs (the next epoch to run, 0-based).
-      best_elbo: best validation ELBO so far, and `best_epoch` (0-based) where it was reached.
-      epochs_without_improvement: counted only after warm-up, for early stopping.
+      best_value: best monitored validation value so far (None: none yet), and `best_epoch`
+        (0-based) where it was reached.
+      epochs_without_improvement: counted from the monitor's `patience_from_epoch`.
       stopped_early: whether early stopping ended training.
       history: per-epoch logs (train and validation metrics, beta, seconds).
     """
     epochs_done: int = 0
-    best_elbo: float = -math.inf
+    best_value: Optional[float] = None
     best_epoch: int = -1
     epochs_without_improvement: int = 0
     stopped_early: bool = False
@@ -48,7 +51,11 @@ class RunState:
         if not os.path.exists(path):
             return None
         with open(path) as f:
-            return cls(**json.load(f))
+            fields = json.load(f)
+        if "best_elbo" in fields:  # written before the model contract: the ELBO was monitored
+            best = fields.pop("best_elbo")
+            fields["best_value"] = best if math.isfinite(best) else None
+        return cls(**fields)
 
     def save(self, checkpoint_dir: str) -> None:
         write_atomically(os.path.join(checkpoint_dir, STATE_FILE),
@@ -73,17 +80,6 @@ def save_weights_atomically(model: keras.Model, path: str) -> None:
     write_atomically(path, lambda tmp: model.save_weights(tmp))
 
 
-class KLWarmup(keras.callbacks.Callback):
-    """Linear KL warm-up: `beta = min(1, epoch / warmup_epochs)` (Bowman et al. 2016)."""
-
-    def __init__(self, warmup_epochs: int):
-        super().__init__()
-        self.warmup_epochs = warmup_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.beta.assign(linear_warmup(epoch, self.warmup_epochs))
-
-
 class NonFiniteGuard(keras.callbacks.Callback):
     """Raises `NonFiniteLossError` at the first batch whose loss terms are not finite.
 
@@ -92,18 +88,17 @@ class NonFiniteGuard(keras.callbacks.Callback):
     at the end of a finite epoch, so the last good one stays intact.
     """
 
-    TERMS = ("reconstruction", "kl", "iwae", "loss")
-
-    def __init__(self, checkpoint_dir: str):
+    def __init__(self, checkpoint_dir: str, terms=("loss",)):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
+        self.terms = tuple(terms)
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        for term in self.TERMS:
+        for term in self.terms:
             if logs and term in logs and not math.isfinite(float(logs[term])):
                 step = int(self.model.optimizer.iterations.numpy())
                 raise NonFiniteLossError(
@@ -115,23 +110,23 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
 
 class RunCheckpointer(keras.callbacks.Callback):
-    """After each epoch: records the validation ELBO, saves `last` (and `best` on improvement)
-    checkpoints with the run state, and stops early once `patience` epochs after warm-up have
+    """After each epoch: records the monitored validation value, saves `last` (and `best` on
+    improvement) checkpoints with the run state, and stops early once `patience` epochs have
     passed without improvement.
 
     Args:
       checkpoint_dir: where `last.weights.h5`, `best.weights.h5` and `state.json` live.
       state: the `RunState` to update (resumed runs pass the loaded one).
-      patience: epochs without improvement (after warm-up) before stopping.
-      warmup_epochs: epochs of KL warm-up, during which patience is not counted.
-      monitor: the logged quantity to maximize.
+      patience: epochs without improvement (from `monitor.patience_from_epoch`) before stopping.
+      monitor: the model's `tfdgm.models.base.Monitor`; None: every epoch is the best (no early
+        stopping).
+      write: whether this worker writes files (the chief only).
     """
 
-    def __init__(self, checkpoint_dir, state, patience, warmup_epochs, monitor="val_elbo",
-                 write=True):
+    def __init__(self, checkpoint_dir, state, patience, monitor=None, write=True):
         super().__init__()
         self.checkpoint_dir, self.state = checkpoint_dir, state
-        self.patience, self.warmup_epochs, self.monitor = patience, warmup_epochs, monitor
+        self.patience, self.monitor = patience, monitor
         self.write = write
         self._epoch_start = time.time()
 
@@ -140,21 +135,29 @@ class RunCheckpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        value = logs.get(self.monitor, logs.get(self.monitor.replace("val_", "")))
-        if value is None or not all(math.isfinite(v) for v in logs.values()):
+        if not all(math.isfinite(v) for v in logs.values()):
             raise NonFiniteLossError(
                 f"epoch {epoch + 1} ended with non-finite metrics {logs}; the last good "
                 f"checkpoint in {self.checkpoint_dir} is intact.")
         state = self.state
-        improved = value > state.best_elbo
+        if self.monitor is None:
+            improved = True
+        else:
+            value = logs.get(self.monitor.key, logs.get(self.monitor.name))
+            if value is None:
+                raise KeyError(f"the monitored '{self.monitor.key}' is not among the epoch's "
+                               f"logs {sorted(logs)}")
+            improved = self.monitor.better(value, state.best_value)
+            if improved:
+                state.best_value = value
         if improved:
-            state.best_elbo, state.best_epoch = value, epoch
+            state.best_epoch = epoch
             state.epochs_without_improvement = 0
-        elif epoch >= self.warmup_epochs:
+        elif epoch >= self.monitor.patience_from_epoch:
             state.epochs_without_improvement += 1
         state.epochs_done = epoch + 1
         state.history.append({"epoch": epoch + 1, "seconds": time.time() - self._epoch_start,
-                              "beta": float(self.model.beta.numpy()), **logs})
+                              **logs})
         if state.epochs_without_improvement >= self.patience:
             state.stopped_early = True
             self.model.stop_training = True

@@ -166,17 +166,19 @@ def custom_fit(model: keras.Model, strategy: tf.distribute.Strategy, train_datas
       The `keras.callbacks.History` of the run (also set as `model.history`), whose `history`
       holds the per-epoch logs.
     """
-    if getattr(model, "optimizer", None) is None:
-        raise ValueError("custom_fit needs a compiled model: call model.compile(optimizer=...) "
-                         "inside strategy.scope() first.")
+    if not getattr(model, "compiled", False):
+        raise ValueError("custom_fit needs a compiled model: call model.compile(...) (or "
+                         "compile_for_training) inside strategy.scope() first.")
     if model.distribute_strategy is not strategy:
         raise ValueError(
             f"custom_fit got a {type(strategy).__name__} object that is not the strategy the "
             f"model was built under (a {type(model.distribute_strategy).__name__}): build and "
             f"compile the model inside the scope of the strategy passed here.")
     with strategy.scope():
-        if not model.optimizer.built:
-            # Optimizer variables must exist before the replica steps (no creation there).
+        # Optimizer variables must exist before the replica steps (no creation there).
+        if hasattr(model, "build_optimizers"):
+            model.build_optimizers()
+        elif not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
 
     train = _EpochBatches(strategy, train_dataset, steps_per_epoch)
@@ -227,7 +229,7 @@ def custom_fit(model: keras.Model, strategy: tf.distribute.Strategy, train_datas
         if model.stop_training:
             break
 
-    if epochs > 0 and isinstance(model.optimizer, keras.optimizers.Optimizer):
+    if epochs > 0 and isinstance(getattr(model, "optimizer", None), keras.optimizers.Optimizer):
         with strategy.scope():
             model.optimizer.finalize_variable_values(model.trainable_weights)
     callbacks.on_train_end(logs=epoch_logs)

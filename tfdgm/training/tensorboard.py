@@ -1,24 +1,26 @@
-"""TensorBoard logging of a VAE run.
+"""TensorBoard logging of a run, through the model contract only.
 
-Per epoch (step = epoch number, 1-based): `train/<metric>` and `validation/<metric>` for every
-metric the model reports (elbo, reconstruction, kl, loss, ...), `beta`, `learning_rate`,
-`examples_per_second`, and `kl_per_dimension/z<d>` with `active_units` on a fixed validation batch.
-Every `image_every` epochs: one tiled grid each under `images/samples`, `images/reconstructions`
-and `images/interpolation`, and `images/pseudo_inputs` (the first `max_pseudo_inputs` of them) when
-the prior has pseudo-inputs (VampPrior). At the start: the run's hyperparameters (HParams plugin).
-After the test evaluation: `test/<metric>` (NLL, ELBO surgery included) via `log_test_metrics`.
-The per-dimension KL is the analytic KL to N(0, I), logged only under a standard-normal prior.
+The layout follows `keras.callbacks.TensorBoard`: one run per phase under the run's `logs/`,
+with the same tag in each, so TensorBoard overlays them in one chart:
+
+    logs/train/        <metric> per epoch (step = epoch, 1-based) for every training metric;
+                       learning_rate (one per optimizer role: learning_rate/<role> when there
+                       are several), examples_per_second; the model's `epoch_summaries`
+                       (floats as scalars, arrays as histograms); every `image_every` epochs the
+                       model's `image_grids` as one tiled image each under images/<name>; the
+                       run's hyperparameters (HParams plugin) at the start
+    logs/validation/   <metric> per epoch for every validation metric (Keras's `val_` prefix
+                       dropped)
+    logs/test/         <metric> of `metrics.json` after the test evaluation (`test_` dropped)
 """
 
+import os
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
-
-from tfdgm.evaluation.diagnostics import active_units
-from tfdgm.evaluation.images import image_grids, tile
 
 
 def flatten_config(tree, prefix=""):
@@ -35,34 +37,37 @@ def flatten_config(tree, prefix=""):
     return flat
 
 
+def _learning_rate(optimizer):
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
 class TensorBoardLogger(keras.callbacks.Callback):
-    """Writes the scalars, image grids and hyperparameters described in the module docstring.
+    """Writes the events described in the module docstring.
 
     Args:
-      log_dir: the run's TensorBoard directory.
-      images: `[N, H, W, C]` fixed validation images used for reconstructions, interpolation and
-        the per-dimension KL (N >= 2).
+      log_dir: the run's TensorBoard directory (`<run>/logs`).
+      images: `[N, ...]` fixed validation examples the model's summaries and grids use.
       hparams: the resolved config as a nested dict.
       global_batch_size: examples per training step, for the throughput.
       image_every: epochs between image grids.
-      seed: seed of the fixed prior noise of the sample grid.
+      seed: seed of the fixed noise of the sample grids.
     """
 
-    def __init__(self, log_dir, images, hparams, global_batch_size, image_every=1, seed=0,
-                 num_samples=64, interpolation_steps=10, max_pseudo_inputs=100):
+    def __init__(self, log_dir, images, hparams, global_batch_size, image_every=1, seed=0):
         super().__init__()
-        self.writer = tf.summary.create_file_writer(log_dir)
+        self.log_dir = log_dir
+        self.writers = {phase: tf.summary.create_file_writer(os.path.join(log_dir, phase))
+                        for phase in ("train", "validation", "test")}
         self.images = np.asarray(images, np.float32)
         self.hparams = flatten_config(hparams)
         self.global_batch_size, self.image_every = global_batch_size, max(1, image_every)
-        self.seed, self.num_samples, self.steps = seed, num_samples, interpolation_steps
-        self.max_pseudo_inputs = max_pseudo_inputs
+        self.seed = seed
         self._epoch_start, self._batches = time.time(), 0
 
     def on_train_begin(self, logs=None):
-        with self.writer.as_default():
+        with self.writers["train"].as_default():
             hparams_api.hparams(self.hparams, trial_id=str(self.hparams.get("name", "run")))
-        self.writer.flush()
+        self.writers["train"].flush()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start, self._batches = time.time(), 0
@@ -73,41 +78,38 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.time() - self._epoch_start
         step = epoch + 1
-        with self.writer.as_default(step=step):
-            for name, value in (logs or {}).items():
-                tag = f"validation/{name[4:]}" if name.startswith("val_") else f"train/{name}"
-                tf.summary.scalar(tag, float(value))
-            tf.summary.scalar("beta", float(self.model.beta.numpy()))
-            tf.summary.scalar("learning_rate", float(
-                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        logs = logs or {}
+        with self.writers["validation"].as_default(step=step):
+            for name, value in logs.items():
+                if name.startswith("val_"):
+                    tf.summary.scalar(name[4:], float(value))
+        with self.writers["train"].as_default(step=step):
+            for name, value in logs.items():
+                if not name.startswith("val_"):
+                    tf.summary.scalar(name, float(value))
+            optimizers = self.model.optimizers
+            for role, optimizer in optimizers.items():
+                tag = "learning_rate" if len(optimizers) == 1 else f"learning_rate/{role}"
+                tf.summary.scalar(tag, _learning_rate(optimizer))
             tf.summary.scalar("examples_per_second",
                               self._batches * self.global_batch_size / max(seconds, 1e-9))
-            self._log_latents()
+            for name, value in self.model.epoch_summaries(self.images).items():
+                if np.ndim(value) == 0:
+                    tf.summary.scalar(name, float(value))
+                else:
+                    tf.summary.histogram(name, np.asarray(value))
             if epoch % self.image_every == 0:
                 self.log_images()
-        self.writer.flush()
-
-    def _log_latents(self):
-        q = self.model.posterior(self.model.encoder(self.images), num_samples=1,
-                                 seed=tf.constant([0, 0], tf.int64))
-        tf.summary.scalar("active_units", int(active_units(q.mean.numpy()).sum()))
-        if q.kl_per_dim is not None and self.model.prior.is_standard_normal:
-            kl = tf.reduce_mean(q.kl_per_dim, axis=0).numpy()
-            width = len(str(len(kl) - 1))
-            for d, value in enumerate(kl):
-                tf.summary.scalar(f"kl_per_dimension/z{d:0{width}d}", float(value))
+        for writer in self.writers.values():
+            writer.flush()
 
     def log_images(self):
-        grids = image_grids(self.model, self.images, self.seed, self.num_samples, self.steps)
-        pseudo_inputs = getattr(self.model.prior, "pseudo_inputs", None)
-        if callable(pseudo_inputs):
-            grids["pseudo_inputs"] = tile(pseudo_inputs()[: self.max_pseudo_inputs].numpy())
-        for name, grid in grids.items():
+        for name, grid in self.model.image_grids(self.images, self.seed).items():
             tf.summary.image(f"images/{name}", grid[None], max_outputs=1)
 
     def log_test_metrics(self, metrics, step):
-        with self.writer.as_default(step=step):
+        with self.writers["test"].as_default(step=step):
             for name, value in metrics.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    tf.summary.scalar(f"test/{name.removeprefix('test_')}", float(value))
-        self.writer.flush()
+                    tf.summary.scalar(name.removeprefix("test_"), float(value))
+        self.writers["test"].flush()

@@ -12,41 +12,56 @@ Running the same command again resumes from `checkpoints/last.weights.h5` (after
 `kill -9`); a finished run only re-evaluates if its `metrics.json` is missing.
 """
 
-import dataclasses
 import json
 import os
 from typing import Any, Dict, Optional
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfdgm import config as config_lib
-from tfdgm.data import load_datasets, load_images
+from tfdgm import experiment
+from tfdgm.data import load_datasets
 from tfdgm.errors import ConfigError
-from tfdgm.evaluation import (active_units, image_grids, importance_sampled_log_likelihood,
-                              posterior_statistics, save_png)
-from tfdgm.evaluation.elbo_surgery import elbo_surgery, supports_elbo_surgery
-from tfdgm.models import build_model
+from tfdgm.evaluation import save_png
 from tfdgm.training import callbacks as cb
 from tfdgm.training.strategy import is_chief, make_strategy
 from tfdgm.training.tensorboard import TensorBoardLogger
 
-# Sections that may change between a run and its resumption.
+# Keys that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("training.epochs", "training.patience", "training.image_every_epochs",
                      "evaluation", "export", "distribute", "data.data_dir", "data.eval_batch_size")
 
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax,
+              "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+
 
 def make_optimizer(config: config_lib.OptimizerConfig) -> keras.optimizers.Optimizer:
-    optimizer_class = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}[config.name]
-    return optimizer_class(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
+    """The Keras optimizer of one `OptimizerConfig`."""
+    common = dict(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
+    if config.name in ("adam", "adamax"):
+        return OPTIMIZERS[config.name](beta_1=config.beta_1, beta_2=config.beta_2,
+                                       epsilon=config.epsilon, **common)
+    if config.name == "rmsprop":
+        return keras.optimizers.RMSprop(rho=config.rho, momentum=config.momentum,
+                                        epsilon=config.epsilon, **common)
+    return keras.optimizers.SGD(momentum=config.momentum, **common)
+
+
+def make_optimizers(model, optimizer_config) -> Dict[str, keras.optimizers.Optimizer]:
+    """`{role: optimizer}` for the model's `optimizer_roles` from the resolved `optimizer`
+    section (one `OptimizerConfig`, or one per role)."""
+    if isinstance(optimizer_config, config_lib.OptimizerConfig):
+        (role,) = model.optimizer_roles
+        return {role: make_optimizer(optimizer_config)}
+    return {role: make_optimizer(optimizer_config[role]) for role in model.optimizer_roles}
 
 
 def _flat(tree, prefix=""):
+    """`{"a": {"b": 1}} -> {"a.b": 1}`."""
     out = {}
     for key, value in tree.items():
-        if isinstance(value, dict) and key not in ("encoder", "decoder", "posterior", "prior",
-                                                   "likelihood"):
+        if isinstance(value, dict):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
@@ -82,9 +97,8 @@ class Run:
 
 
 def restore(model: keras.Model, path: str) -> None:
-    """Loads weights (and optimizer state, if the model has a built optimizer) from `path`."""
-    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    """Loads weights and the state of every optimizer of `model` from `path`."""
+    model.build_optimizers()
     model.load_weights(path)
 
 
@@ -105,12 +119,16 @@ def fit(model, strategy, datasets, config, callbacks, initial_epoch):
 def train_and_evaluate(config: config_lib.Config, run_dir: str,
                        strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, Any]:
     """Trains (or resumes) the run in `run_dir`, then evaluates its best checkpoint on the test
-    split and writes `metrics.json`. Returns the metrics."""
+    split and writes `metrics.json`. Returns the metrics.
+
+    `config` is a resolved config (`tfdgm.experiment.load_config`); the model family it names
+    supplies everything family-specific through the contract of `tfdgm.models.base`.
+    """
     strategy = strategy or make_strategy(config.distribute.strategy)
     chief = is_chief(strategy)
     run = Run(run_dir)
     if os.path.exists(run.config):
-        check_same_experiment(config_lib.load(run.config), config, run_dir)
+        check_same_experiment(experiment.load_config(run.config), config, run_dir)
     os.makedirs(run.checkpoints, exist_ok=True)
     if chief:
         config_lib.dump(config, run.config)
@@ -119,16 +137,14 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)  # the same config, the same initial weights
-        model = build_model(config, datasets.info)
-        model.compile(optimizer=make_optimizer(config.optimizer),
-                      jit_compile=config.training.jit_compile)
+        model = experiment.build_model(config, datasets.info)
+        model.compile_for_training(make_optimizers(model, config.optimizer),
+                                   jit_compile=config.training.jit_compile)
         if state is not None:
             restore(model, run.checkpoint("last"))
             print(f"Resuming {run_dir} after epoch {state.epochs_done}.")
-        elif getattr(model.prior, "needs_training_images", False):
-            # VampPrior with init=training_images: K random training images (a fresh run only).
-            model.prior.initialize_pseudo_inputs(load_images(config.data, "train"),
-                                                 seed=config.seed)
+        else:
+            model.prepare_training(datasets, config)
     state = state or cb.RunState()
 
     finished = state.stopped_early or state.epochs_done >= config.training.epochs
@@ -140,11 +156,10 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
                                    image_every=config.training.image_every_epochs,
                                    seed=config.seed)
     if not finished:
-        callbacks = [
-            cb.KLWarmup(config.objective.warmup_epochs),
-            cb.NonFiniteGuard(run.checkpoints),
+        callbacks = model.training_callbacks(config) + [
+            cb.NonFiniteGuard(run.checkpoints, model.watched_terms),
             cb.RunCheckpointer(run.checkpoints, state, config.training.patience,
-                               config.objective.warmup_epochs, write=chief),
+                               monitor=model.monitor, write=chief),
         ] + ([logger] if logger else [])
         fit(model, strategy, datasets, config, callbacks, initial_epoch=state.epochs_done)
     elif os.path.exists(run.metrics):
@@ -160,52 +175,14 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     return metrics
 
 
-def evenly_spaced(dataset, num_examples: int, limit: Optional[int]):
-    """`(unbatched dataset, count)`: every example of a batched `dataset` of `num_examples`, or
-    `limit` of them spread evenly over it (every k-th), so a subset does not inherit the order of
-    the file (the first 1000 static-MNIST test digits score 12 nats worse than the rest)."""
-    examples = dataset.unbatch()
-    if not limit or limit >= num_examples:
-        return examples, num_examples
-    return examples.shard(num_examples // limit, 0).take(limit), limit
-
-
 def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = None,
              write: bool = True, strategy: Optional[tf.distribute.Strategy] = None
              ) -> Dict[str, Any]:
-    """Restores the best checkpoint and computes the test figures; writes `metrics.json` and the
-    image grids."""
+    """Restores the best checkpoint and computes the model's test figures
+    (`model.evaluate_test`); writes `metrics.json` and the image grids."""
     with (strategy or tf.distribute.get_strategy()).scope():
         restore(model, run.checkpoint("best"))
-    model.eval_step.assign(0)
-    test = model.evaluate(datasets.test, verbose=0, return_dict=True)
-    evaluation = config.evaluation
-    metrics: Dict[str, Any] = {f"test_{k}": float(v) for k, v in test.items() if k != "loss"}
-    if evaluation.nll_samples > 0:
-        print(f"Importance-sampled NLL with S={evaluation.nll_samples} samples:")
-        nll_data, count = evenly_spaced(datasets.test, datasets.info.num_examples["test"],
-                                        evaluation.nll_examples)
-        estimates = importance_sampled_log_likelihood(
-            model, nll_data.batch(max(1, evaluation.nll_pass_size // evaluation.nll_chunk)),
-            num_samples=evaluation.nll_samples, chunk=evaluation.nll_chunk,
-            seed=config.seed + 1, num_examples=count)
-        metrics["test_nll"] = float(-estimates["log_likelihood"].mean())
-        metrics["test_nll_examples"] = int(len(estimates["log_likelihood"]))
-        for key, values in estimates.items():
-            if key.startswith("iwae_"):
-                metrics[f"test_{key}"] = float(values.mean())
-    stats = posterior_statistics(model, datasets.test)
-    active = active_units(stats["mean"], evaluation.active_unit_threshold)
-    metrics["active_units"] = int(active.sum())
-    if "kl_per_dim" in stats and model.prior.is_standard_normal:  # KL to N(0, I) per dimension
-        metrics["kl_per_dimension"] = [float(v) for v in stats["kl_per_dim"].mean(axis=0)]
-    if evaluation.surgery_examples > 0 and supports_elbo_surgery(model):
-        surgery_data, count = evenly_spaced(datasets.test, datasets.info.num_examples["test"],
-                                            evaluation.surgery_examples)
-        surgery = elbo_surgery(model, surgery_data.batch(config.data.eval_batch_size),
-                               max_examples=count, seed=config.seed + 2)
-        metrics["test_surgery_examples"] = surgery.pop("num_examples")
-        metrics.update({f"test_{key}": value for key, value in surgery.items()})
+    metrics = model.evaluate_test(datasets, config)
     if state is not None:
         metrics.update(epochs_trained=state.epochs_done, best_epoch=state.best_epoch + 1,
                        stopped_early=state.stopped_early,
@@ -213,6 +190,6 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
     if write:
         cb.write_atomically(run.metrics, lambda tmp: cb.dump_json(metrics, tmp))
         images = next(iter(datasets.test.unbatch().batch(64))).numpy()
-        for name, grid in image_grids(model, images, seed=config.seed).items():
+        for name, grid in model.image_grids(images, seed=config.seed).items():
             save_png(grid, os.path.join(run.dir, f"{name}.png"))
     return metrics

@@ -6,6 +6,8 @@ per-example `[B]` tensors; the model averages them over the global batch.
 
 import tensorflow as tf
 
+from tfdgm.replicas import global_mean
+
 
 def elbo_terms(log_px, log_pz, log_q, kl_per_dim=None, beta=1.0, free_bits=0.0):
     """The ELBO, its parts, and the training loss with KL warm-up and free bits.
@@ -15,9 +17,10 @@ def elbo_terms(log_px, log_pz, log_q, kl_per_dim=None, beta=1.0, free_bits=0.0):
     is analytic; otherwise it is the Monte Carlo estimate `E_q[log q(z | x) - log p(z)]`.
 
     The loss is `-(E_q[log p(x | z)] - beta * KL')`, where KL' floors each dimension's KL at
-    `free_bits` nats ("free bits", Kingma et al. 2016, eq. 15, per dimension, batch-averaged
-    before the floor so the floor is on the expected KL) — warm-up (Bowman et al. 2016, Sonderby
-    et al. 2016) scales it by `beta` in [0, 1].
+    `free_bits` nats ("free bits", Kingma et al. 2016, eq. 15, per dimension, averaged over the
+    GLOBAL batch before the floor so the floor is on the expected KL and one device and N
+    replicas take the same step) — warm-up (Bowman et al. 2016, Sonderby et al. 2016) scales it
+    by `beta` in [0, 1].
 
     Returns:
       A dict of `[B]` tensors: `elbo`, `reconstruction`, `kl`, and `loss` (what is minimized).
@@ -31,7 +34,7 @@ def elbo_terms(log_px, log_pz, log_q, kl_per_dim=None, beta=1.0, free_bits=0.0):
         if kl_per_dim is None:
             raise ValueError("free bits need a per-dimension KL (a diagonal Gaussian posterior "
                              "with a standard-normal prior).")
-        batch_kl = tf.reduce_mean(kl_per_dim, axis=0, keepdims=True)
+        batch_kl = global_mean(kl_per_dim, keepdims=True)
         # Dimensions whose batch-averaged KL is under the floor get no KL gradient this step.
         floor = tf.fill(tf.shape(kl_per_dim), tf.cast(free_bits, kl_per_dim.dtype))
         kl_trained = tf.reduce_sum(tf.where(batch_kl < free_bits, floor, kl_per_dim), axis=-1)

@@ -7,7 +7,7 @@ log q(z_K | x) = log q_0(z_0 | x) - sum_k log|det df_k / dz_{k-1}|
 ```
 
 (Rezende & Mohamed, 2015). Every posterior here is a Keras layer with the contract of
-`tfdgm.components.posteriors.Posterior`: `posterior(h [B, F], num_samples=S, seed=[2])` returns
+`tfdgm.models.vae.posteriors.Posterior`: `posterior(h [B, F], num_samples=S, seed=[2])` returns
 a `PosteriorSample` with `z = z_K [S, B, D]`, `log_q [S, B]` (the base density minus the summed
 log-dets), `kl_per_dim = None` (no per-dimension KL once the flow mixes dimensions) and
 `mean [B, D]`, the base mean `mu(x)` pushed through the same `K` maps (a deterministic code used
@@ -69,7 +69,7 @@ import keras
 import tensorflow as tf
 
 from tfdgm import bijectors as tfdgm_bijectors
-from tfdgm.components.posteriors import DiagonalGaussianPosterior, Posterior, PosteriorSample
+from tfdgm.models.vae.posteriors import DiagonalGaussianPosterior, Posterior, PosteriorSample
 from tfdgm.errors import ConfigError
 from tfdgm.nn.made import MADE
 from tfdgm.registry import POSTERIORS

@@ -42,10 +42,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm.components.posteriors import DiagonalGaussianPosterior, PosteriorSample
-from tfdgm.components.vamp_prior import pairwise_log_prob
+from tfdgm.models.vae.posteriors import DiagonalGaussianPosterior, PosteriorSample
+from tfdgm.models.vae.posteriors import pairwise_log_prob
 from tfdgm.errors import ConfigError
-from tfdgm.models.vae import VAE
+from tfdgm.models.vae.model import VAE
 from tfdgm.nn.gated import GatedDense
 from tfdgm.registry import MODELS, POSTERIORS
 
@@ -205,20 +205,28 @@ class HierarchicalVAE(VAE):
         z1 = loc + scale * eps[:, width:]
         return self.decode(tf.concat([z1, z2], axis=-1))
 
+    def scale_noise(self, eps, temperature):
+        """The prior's noise scaled by its `scale_noise`, the z1 noise by `temperature`."""
+        width = self.prior.noise_dim
+        return tf.concat([self.prior.scale_noise(eps[:, :width], temperature),
+                          eps[:, width:] * temperature], axis=-1)
+
     # Configuration ------------------------------------------------------------------------------
 
     @classmethod
-    def check_config(cls, config):
+    def check_config(cls, config, info):
         """The HVAE's constraints on an experiment config; raises `ConfigError`."""
+        super().check_config(config, info)
         posterior = POSTERIORS.get(config.model.posterior["name"], "model.posterior")
         if getattr(posterior, "geometry", "euclidean") != "euclidean":
             raise ConfigError(
                 f"model.posterior: the hvae's p(z1 | z2) is a Gaussian on R^D, so both levels "
                 f"need a Euclidean posterior; '{config.model.posterior['name']}' lives on the "
                 f"{posterior.geometry}. Use model.name=vae for it.")
-        if config.objective.free_bits > 0:
-            raise ConfigError("objective.free_bits: the hvae's KL is a Monte Carlo estimate over "
-                              "(z1, z2) with no per-dimension terms; set objective.free_bits=0.")
+        if config.model.objective.free_bits > 0:
+            raise ConfigError("model.objective.free_bits: the hvae's KL is a Monte Carlo "
+                              "estimate over (z1, z2) with no per-dimension terms; set "
+                              "model.objective.free_bits=0.")
 
     @classmethod
     def from_experiment(cls, config, info, **kwargs):

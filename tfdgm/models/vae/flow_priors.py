@@ -63,8 +63,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfdgm.components.posteriors import standard_normal_log_prob
-from tfdgm.components.priors import Prior
+from tfdgm.models.vae.posteriors import standard_normal_log_prob
+from tfdgm.models.vae.priors import Prior
 from tfdgm.nn.coupling import CouplingNetwork
 from tfdgm.nn.made import MADE
 from tfdgm.registry import PRIORS

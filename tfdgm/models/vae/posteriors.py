@@ -2,8 +2,8 @@
 
 Every posterior is a Keras layer called as `posterior(h, num_samples, seed)` with encoder features
 `h [B, F]`; it returns a `PosteriorSample` holding reparameterized samples `z [S, B, D]` and their
-log-density `log q(z | x) [S, B]`. Flow posteriors (`tfdgm.components.flow_posteriors`) and the
-hyperspherical ones (`tfdgm.components.spherical`) follow the same contract.
+log-density `log q(z | x) [S, B]`. Flow posteriors (`tfdgm.models.vae.flow_posteriors`) and the
+hyperspherical ones (`tfdgm.models.vae.spherical`) follow the same contract.
 """
 
 import math
@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfdgm import random as tfdgm_random
+from tfdgm.errors import ConfigError
 from tfdgm.registry import POSTERIORS
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -149,3 +150,78 @@ class FullCovarianceGaussianPosterior(Posterior):
         z = loc + tf.einsum("bij,sbj->sbi", cholesky, eps)
         log_q = standard_normal_log_prob(eps) - tf.reduce_sum(tf.math.log(scale), -1)
         return PosteriorSample(z=z, log_q=log_q, kl_per_dim=None, mean=loc)
+
+
+# Capabilities of posteriors beyond sampling (VampPrior components, ELBO surgery) ------------
+
+def _density_is(posterior, cls):
+    """Whether `posterior`'s density is exactly that of `cls` (a subclass that overrides
+    `log_prob`, e.g. a flow built on a Gaussian base, is not)."""
+    return isinstance(posterior, cls) and type(posterior).log_prob is cls.log_prob
+
+
+def has_log_prob(posterior_cls):
+    """Whether a posterior class can evaluate `log q(z | x)` at arbitrary `z` (a `log_prob(z, h)`
+    method); a class may opt out explicitly with `has_log_prob = False`."""
+    return bool(getattr(posterior_cls, "has_log_prob",
+                        callable(getattr(posterior_cls, "log_prob", None))))
+
+
+def diagonal_gaussian_pairwise_log_prob(z, loc, scale):
+    """`log N(z_n; loc_m, diag scale_m^2)` for all pairs: `z [N, D]`, `loc, scale [M, D]` ->
+    `[N, M]`.
+
+    The quadratic form is expanded, `sum_d (z_d - m_d)^2 / s_d^2 = z^2 . p - 2 z . (m p) + m^2 . p`
+    with `p = 1 / s^2`, so it costs two `[N, D] x [D, M]` matrix products and `O(N M)` memory. The
+    expansion cancels terms of size `|z|^2 / s^2`, so it is computed in float64 (which also keeps
+    GPUs' TF32 matmuls out of it) and cast back.
+    """
+    dtype = z.dtype
+    z64 = tf.cast(z, tf.float64)
+    loc64 = tf.cast(loc, tf.float64)
+    precision = tf.math.reciprocal(tf.square(tf.cast(scale, tf.float64)))
+    quadratic = (tf.matmul(tf.square(z64), precision, transpose_b=True)
+                 - 2.0 * tf.matmul(z64, loc64 * precision, transpose_b=True)
+                 + tf.reduce_sum(tf.square(loc64) * precision, axis=-1)[None, :])
+    quadratic = tf.maximum(quadratic, 0.0)
+    log_norm = -tf.reduce_sum(tf.math.log(scale), axis=-1) - loc.shape[-1] * HALF_LOG_TWO_PI
+    return tf.cast(-0.5 * quadratic, dtype) + log_norm[None, :]
+
+
+def pairwise_log_prob(posterior, z, h):
+    """`log q(z_n | x_m)` for every pair: codes `z [N, D]`, encoder features `h [M, F]` of the M
+    inputs -> `[N, M]`.
+
+    Diagonal Gaussian: `diagonal_gaussian_pairwise_log_prob` (memory `O(N M)`). Any other
+    posterior with `log_prob(z, h)`: by broadcasting `z [N, 1, D]` against the M inputs (memory
+    `O(N M D)`, `O(N M D^2)` for the full-covariance Gaussian: keep N M moderate).
+    """
+    if _density_is(posterior, DiagonalGaussianPosterior):
+        loc, scale = posterior.loc_and_scale(h)
+        return diagonal_gaussian_pairwise_log_prob(z, loc, scale)
+    return posterior.log_prob(z[:, None, :], h)
+
+
+def reparameterize(posterior, h, eps):
+    """The sample of `q(z | x)` that standard-normal `eps [B, D]` maps to, `[B, D]`, for features
+    `h [B, F]` -- deterministic, no random op. A posterior may provide `reparameterize(h, eps)`;
+    the Gaussian posteriors are handled here (`loc + scale * eps`, `loc + L eps`)."""
+    if hasattr(posterior, "reparameterize"):
+        return posterior.reparameterize(h, eps)
+    if _density_is(posterior, FullCovarianceGaussianPosterior):
+        loc, _, cholesky = posterior.loc_and_cholesky(h)
+        return loc + tf.linalg.matvec(cholesky, eps)
+    if _density_is(posterior, DiagonalGaussianPosterior):
+        loc, scale = posterior.loc_and_scale(h)
+        return loc + scale * eps
+    raise ConfigError(
+        f"cannot map noise to a sample of posterior '{type(posterior).__name__}' "
+        f"(no reparameterize(h, eps)); use diagonal_gaussian or full_covariance_gaussian.")
+
+
+def can_reparameterize(posterior_cls):
+    """Whether `reparameterize` supports instances of `posterior_cls`."""
+    return (hasattr(posterior_cls, "reparameterize")
+            or any(issubclass(posterior_cls, cls)
+                   and getattr(posterior_cls, "log_prob", None) is cls.log_prob
+                   for cls in (DiagonalGaussianPosterior, FullCovarianceGaussianPosterior)))

@@ -57,8 +57,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfdgm import random as tfdgm_random
-from tfdgm.components.posteriors import Posterior, PosteriorSample
-from tfdgm.components.priors import Prior
+from tfdgm.models.vae.posteriors import Posterior, PosteriorSample
+from tfdgm.models.vae.priors import Prior
 from tfdgm.distributions import bessel
 from tfdgm.distributions.von_mises_fisher import VonMisesFisher
 from tfdgm.errors import ConfigError
@@ -186,6 +186,14 @@ class HypersphericalUniformPrior(Prior):
     def __init__(self, latent_dim, **kwargs):
         _check_sphere_dimension(latent_dim, "the hyperspherical_uniform prior")
         super().__init__(latent_dim, **kwargs)
+
+    def scale_noise(self, eps, temperature):
+        """The uniform distribution on the sphere has no temperature: only 1 is accepted."""
+        if temperature != 1:
+            raise ConfigError(f"temperature {temperature}: the uniform prior on the sphere has "
+                              f"no temperature (every direction is equally likely; scaling the "
+                              f"noise changes nothing); sample with temperature 1.")
+        return eps
 
     def log_surface_area(self, dtype=tf.float32):
         """`log |S^{D-1}| = log 2 + (D/2) log pi - lgamma(D/2)`, a scalar."""

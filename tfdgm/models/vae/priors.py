@@ -11,7 +11,7 @@ given the model by `attach(model)` once the model is built.
 import keras
 import tensorflow as tf
 
-from tfdgm.components.posteriors import standard_normal_log_prob
+from tfdgm.models.vae.posteriors import standard_normal_log_prob
 from tfdgm.registry import PRIORS
 
 
@@ -37,6 +37,11 @@ class Prior(keras.layers.Layer):
 
     def attach(self, model):
         """Called once by the VAE with itself; priors that need the encoder keep a reference."""
+
+    def scale_noise(self, eps, temperature):
+        """The noise `[B, noise_dim]` of a sample at `temperature`: reduced-temperature sampling
+        draws the prior's Gaussian noise from N(0, T^2 I) (here: all of it)."""
+        return eps * temperature
 
     def sample(self, n, seed):
         eps = tf.random.stateless_normal([n, self.noise_dim], seed)
