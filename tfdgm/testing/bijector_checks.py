@@ -5,6 +5,10 @@ Every check takes points `x` `[..., D]` already broadcast against the bijector's
 random parameters for tolerances near 1e-8. Each raises `AssertionError` with a message naming
 the check, and returns the values it compared so a test can check more.
 
+The `image_*` checks do the same for bijectors on images (`forward_min_event_ndims=3`,
+`x [..., H, W, C]`): they flatten each event to `[H * W * C]` for the autodiff Jacobian, so the
+output may have another event shape of the same size (a squeeze: `[H/2, W/2, 4C]`).
+
 TFP caches `forward`/`inverse` pairs by tensor identity, so `inverse(forward(x))` returns the
 cached `x` without running `_inverse`. These checks pass fresh copies (`fresh`) to defeat the
 cache; do the same in hand-written tests.
@@ -14,12 +18,16 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = [
+    "assert_image_inverse_log_det",
+    "assert_image_inverse_log_det_matches_jacobian",
+    "assert_image_log_det_matches_jacobian",
     "assert_inverse_log_det",
     "assert_inverse_log_det_matches_jacobian",
     "assert_log_det_matches_jacobian",
     "assert_round_trip",
     "assert_triangular_jacobian",
     "fresh",
+    "image_jacobian",
     "jacobian",
     "randomize_weights",
 ]
@@ -192,6 +200,120 @@ def assert_triangular_jacobian(fn, x, order, atol=0.):
     if lower.any() and not np.any(np.abs(permuted[..., lower]) > 0.):
         raise AssertionError("Jacobian is diagonal: the map ignores the autoregressive inputs.")
     return permuted
+
+
+def image_jacobian(fn, x, event_ndims=3, use_pfor=None):
+    """Returns the per-example Jacobians of `fn` on flattened events, `[..., D, D]`.
+
+    `x` is `[..., *E]` with `len(E) = event_ndims` and `D = prod(E)`; `fn(x)` is `[..., *E']`
+    with `prod(E') = D` (the event shape may change, e.g. a squeeze). Element `[..., i, j]` is
+    `d fn(x)_flat[i] / d x_flat[j]` in row-major order; each example's output must depend only on
+    the same example's input.
+
+    Args:
+        fn: Python callable, `[..., *E] -> [..., *E']`.
+        x: float `Tensor` `[..., *E]`, e.g. `[B, H, W, C]`.
+        event_ndims: Python `int`, the number of event dims of `x` and of `fn(x)`.
+        use_pfor: as in `jacobian`.
+
+    Returns:
+        `Tensor` `[..., D, D]`.
+    """
+    x = tf.convert_to_tensor(x)
+    batch_shape = x.shape[:x.shape.rank - event_ndims]
+    event_shape = x.shape[x.shape.rank - event_ndims:]
+    d = event_shape.num_elements()
+    flat = tf.reshape(x, [-1, d])
+    if use_pfor is None:
+        use_pfor = d > 32
+    with tf.GradientTape(persistent=not use_pfor) as tape:
+        tape.watch(flat)
+        y = fn(tf.reshape(flat, x.shape))
+        if y.shape[:y.shape.rank - event_ndims] != batch_shape:
+            raise AssertionError("image_jacobian: fn(x) has batch shape {} but x has {}.".format(
+                y.shape[:y.shape.rank - event_ndims], batch_shape))
+        y_flat = tf.reshape(y, [-1, y.shape[y.shape.rank - event_ndims:].num_elements()])
+        if y_flat.shape[-1] != d:
+            raise AssertionError("image_jacobian: fn(x) has {} elements per event, x has {}."
+                                 .format(y_flat.shape[-1], d))
+    jac = tape.batch_jacobian(y_flat, flat, experimental_use_pfor=use_pfor)
+    return tf.reshape(jac, batch_shape.as_list() + [d, d])
+
+
+def _image_autodiff_log_abs_det(fn, x, event_ndims):
+    return tf.linalg.slogdet(image_jacobian(fn, x, event_ndims))[1]
+
+
+def assert_image_log_det_matches_jacobian(bijector, x, event_ndims=3, atol=1e-8, rtol=0.,
+                                          **kwargs):
+    """Checks `forward_log_det_jacobian(x)` against autodiff on flattened image events.
+
+    Also checks that the log-det has the batch shape of `x` (`x.shape[:-event_ndims]`).
+
+    Args:
+        bijector: a `tfb.Bijector` with `forward_min_event_ndims <= event_ndims`.
+        x: float `Tensor` `[..., H, W, C]` (for `event_ndims=3`).
+        event_ndims: Python `int`.
+        atol, rtol: tolerances of `np.testing.assert_allclose`.
+        **kwargs: passed to the bijector's methods.
+
+    Returns:
+        `(fldj, autodiff)`, numpy arrays `[...]`.
+    """
+    x = tf.convert_to_tensor(x)
+    fldj = bijector.forward_log_det_jacobian(fresh(x), event_ndims=event_ndims, **kwargs)
+    batch_shape = tuple(x.shape[:x.shape.rank - event_ndims])
+    if tuple(fldj.shape) != batch_shape:
+        raise AssertionError("log-det shape: got {}, expected {}.".format(fldj.shape,
+                                                                          batch_shape))
+    expected = _image_autodiff_log_abs_det(lambda t: bijector.forward(t, **kwargs), x,
+                                           event_ndims)
+    np.testing.assert_allclose(
+        fldj.numpy(), expected.numpy(), atol=atol, rtol=rtol,
+        err_msg="forward log-det vs autodiff log|det J| (flattened events)")
+    return fldj.numpy(), expected.numpy()
+
+
+def assert_image_inverse_log_det_matches_jacobian(bijector, y, event_ndims=3, atol=1e-8,
+                                                  rtol=0., **kwargs):
+    """Checks `inverse_log_det_jacobian(y)` against autodiff on flattened image events.
+
+    Args:
+        bijector: a `tfb.Bijector` with an inverse.
+        y: float `Tensor`, `event_ndims` event dims, in the range of the bijector.
+        event_ndims: Python `int`.
+        atol, rtol: tolerances of `np.testing.assert_allclose`.
+        **kwargs: passed to the bijector's methods.
+
+    Returns:
+        `(ildj, autodiff)`, numpy arrays `[...]`.
+    """
+    y = tf.convert_to_tensor(y)
+    ildj = bijector.inverse_log_det_jacobian(fresh(y), event_ndims=event_ndims, **kwargs)
+    expected = _image_autodiff_log_abs_det(lambda t: bijector.inverse(t, **kwargs), y,
+                                           event_ndims)
+    np.testing.assert_allclose(
+        ildj.numpy(), expected.numpy(), atol=atol, rtol=rtol,
+        err_msg="inverse log-det vs autodiff log|det J| (flattened events)")
+    return ildj.numpy(), expected.numpy()
+
+
+def assert_image_inverse_log_det(bijector, x, event_ndims=3, atol=1e-8, rtol=0., **kwargs):
+    """`assert_inverse_log_det` for events of `event_ndims` dims (images: 3).
+
+    Checks `inverse_log_det_jacobian(y) == -forward_log_det_jacobian(x)` at a fresh
+    `y = forward(x)`.
+
+    Returns:
+        `(fldj, ildj)`, numpy arrays `[...]`.
+    """
+    x = tf.convert_to_tensor(x)
+    y = bijector.forward(fresh(x), **kwargs)
+    fldj = bijector.forward_log_det_jacobian(fresh(x), event_ndims=event_ndims, **kwargs)
+    ildj = bijector.inverse_log_det_jacobian(fresh(y), event_ndims=event_ndims, **kwargs)
+    np.testing.assert_allclose(ildj.numpy(), -fldj.numpy(), atol=atol, rtol=rtol,
+                               err_msg="inverse log-det vs -forward log-det")
+    return fldj.numpy(), ildj.numpy()
 
 
 def randomize_weights(layer, seed=0, stddev=0.5):
