@@ -3,9 +3,9 @@
 import pytest
 
 from tfdgm.config import DataConfig
-from tfdgm.data import dataset_info, load_datasets
+from tfdgm.data import dataset_info, load_datasets, load_labelled
 from tfdgm.data.spec import KINDS, DatasetSpec
-from tfdgm.errors import ConfigError
+from tfdgm.errors import ConfigError, DataError
 from tfdgm.registry import DATASETS
 
 EXPECTED = {
@@ -15,7 +15,14 @@ EXPECTED = {
         "binarized_mnist": ((28, 28, 1), "binary",
                             {"train": 50000, "validation": 10000, "test": 10000}),
         "frey_faces": ((28, 20, 1), "grey", {"train": 1565, "validation": 200, "test": 200}),
+        "fashion_mnist": ((28, 28, 1), "grey",
+                          {"train": 55000, "validation": 5000, "test": 10000}),
+        "fashion_mnist_tfds": ((28, 28, 1), "grey",
+                               {"train": 55000, "validation": 5000, "test": 10000}),
+        "ring_of_gaussians": ((2,), "points", {"train": 50000, "validation": 5000, "test": 5000}),
 }
+LABELLED = {"mnist5k": 10, "fashion_mnist": 10, "fashion_mnist_tfds": 10,
+            "ring_of_gaussians": 8}
 
 
 @pytest.fixture
@@ -45,6 +52,25 @@ def test_dataset_info_without_loading(name, no_loading):
     info = dataset_info(DataConfig(name=name))
     assert (info.name, info.image_shape, info.kind, info.num_examples) == (name, shape, kind,
                                                                            counts)
+    assert info.event_shape == shape
+    assert (info.has_labels, info.num_classes) == ((True, LABELLED[name]) if name in LABELLED
+                                                   else (False, None))
+    assert DATASETS.get(name).has_labels == info.has_labels
+
+
+@pytest.mark.parametrize("name", ["static_mnist", "frey_faces", "checkerboard"])
+def test_labels_of_unlabelled_data_are_a_data_error(name, no_loading):
+    with pytest.raises(DataError, match=f"'{name}' has no labels; datasets with labels are "
+                                        f".*fashion_mnist.*mnist5k"):
+        load_labelled(DataConfig(name=name), "train")
+
+
+def test_resumption_arguments_are_checked(no_loading):
+    config = DataConfig(name="mnist5k")
+    with pytest.raises(ConfigError, match="initial_epoch or initial_step, not both"):
+        load_datasets(config, seed=0, initial_epoch=1, initial_step=4)
+    with pytest.raises(ConfigError, match="initial_epoch must be >= 0"):
+        load_datasets(config, seed=0, initial_epoch=-1)
 
 
 def test_dataset_info_binarized_grey_is_binary_and_capped(no_loading):

@@ -9,11 +9,12 @@ import socket
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import gcs_utils
 
 from tfdgm.config import DataConfig
-from tfdgm.data import load_datasets, load_images, mnist5k
+from tfdgm.data import load_datasets, load_images, load_labelled, mnist5k
 from tfdgm.data.spec import SPLITS
 
 
@@ -161,3 +162,84 @@ def test_threshold_binarization(tfds_dir):
     data = load_datasets(config(binarize="threshold"), seed=0, tfds_data_dir=tfds_dir)
     np.testing.assert_array_equal(epoch(data.test), (grey > 0.5).astype(np.float32))
     assert set(np.unique(epoch(data.train))) == {0.0, 1.0}
+
+
+def stream(data, num_batches):
+    return [b.numpy() for b in data.train.take(num_batches)]
+
+
+def test_resumed_pipeline_gives_the_uninterrupted_batches(tfds_dir):
+    """Epoch 3 of a pipeline started at epoch 0 == the first epoch of one started at 3."""
+    dynamic = config(binarize="dynamic", max_examples=1000)  # 4 batches of 250 per epoch
+    data = load_datasets(dynamic, seed=7, tfds_data_dir=tfds_dir, initial_epoch=0)
+    assert data.steps_per_epoch == 4
+    assert data.train.cardinality() == tf.data.INFINITE_CARDINALITY
+    epochs = np.split(np.stack(stream(data, 16)), 4)  # epochs 0, 1, 2, 3
+    resumed = load_datasets(dynamic, seed=7, tfds_data_dir=tfds_dir, initial_epoch=3)
+    np.testing.assert_array_equal(np.stack(stream(resumed, 4)), epochs[3])
+    np.testing.assert_array_equal(np.stack(list(data.train_epoch(3).as_numpy_iterator())),
+                                  epochs[3])
+    # A trainer counting its own steps resumes at a global batch: epoch 2, batch 1 onwards.
+    mid = load_datasets(dynamic, seed=7, tfds_data_dir=tfds_dir, initial_step=9)
+    np.testing.assert_array_equal(np.stack(stream(mid, 7)), np.concatenate(epochs)[9:])
+    # Different epochs differ; the same seed in a fresh pipeline repeats; another seed does not.
+    for e in range(3):
+        assert not np.array_equal(epochs[e], epochs[e + 1])
+    tf.random.set_seed(1234)  # What else seeds TensorFlow does not matter: all is stateless.
+    try:
+        again = load_datasets(dynamic, seed=7, tfds_data_dir=tfds_dir, initial_epoch=0)
+        np.testing.assert_array_equal(np.stack(stream(again, 16)), np.concatenate(epochs))
+    finally:
+        tf.random.set_seed(None)
+    other = load_datasets(dynamic, seed=8, tfds_data_dir=tfds_dir, initial_epoch=3)
+    assert not np.array_equal(np.stack(stream(other, 4)), epochs[3])
+
+
+def test_every_epoch_is_a_permutation_of_the_training_set(tfds_dir):
+    grey = config(max_examples=1000)
+    images = load_images(grey, "train", tfds_dir).reshape(1000, -1)
+    data = load_datasets(grey, seed=0, tfds_data_dir=tfds_dir, initial_epoch=0)
+    want = sorted(map(bytes, images))
+    orders = []
+    for e in range(3):
+        got = np.concatenate(list(data.train_epoch(e).as_numpy_iterator())).reshape(1000, -1)
+        assert sorted(map(bytes, got)) == want
+        orders.append([bytes(row) for row in got])
+    assert orders[0] != orders[1] != orders[2]
+    # shuffle_buffer: 1 keeps the file order in every epoch.
+    ordered = load_datasets(config(max_examples=1000, shuffle_buffer=1), seed=0,
+                            tfds_data_dir=tfds_dir, initial_epoch=5)
+    np.testing.assert_array_equal(np.concatenate(stream(ordered, 4)).reshape(1000, -1), images)
+
+
+def test_resumable_dynamic_binarization_draws_bernoulli(tfds_dir):
+    grey = load_images(config(max_examples=1000), "train", tfds_dir)
+    dynamic = config(binarize="dynamic", shuffle_buffer=1, max_examples=1000)
+    data = load_datasets(dynamic, seed=0, tfds_data_dir=tfds_dir, initial_epoch=0)
+    draws = [np.concatenate(list(data.train_epoch(e).as_numpy_iterator())) for e in (0, 1)]
+    for draw in draws:
+        assert set(np.unique(draw)) == {0.0, 1.0}
+        assert np.all(draw[grey == 0] == 0) and np.all(draw[grey == 1] == 1)
+        assert abs(draw.mean() - grey.mean()) < 0.005
+    assert 0.01 < np.mean(draws[0] != draws[1]) < 0.2
+
+
+def test_stream_distributes_over_two_replicas(tfds_dir):
+    """Under MirroredStrategy (2 logical CPUs) the replicas split each global batch."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    data = load_datasets(config(binarize="dynamic", max_examples=1000), seed=1,
+                         tfds_data_dir=tfds_dir, initial_epoch=2)
+    distributed = iter(strategy.experimental_distribute_dataset(data.train))
+    for want in data.train_epoch(2).take(2):
+        parts = strategy.experimental_local_results(next(distributed))
+        assert [p.shape[0] for p in parts] == [125, 125]
+        np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), want.numpy())
+
+
+def test_labels_of_mnist5k(tfds_dir, source):
+    images, labels = source
+    indices = mnist5k.split_indices(labels)
+    x, y = load_labelled(config(), "validation", tfds_dir)
+    np.testing.assert_array_equal(y, labels[indices["validation"]])
+    np.testing.assert_array_equal(np.round(x * 255).astype(np.uint8),
+                                  images[indices["validation"]])

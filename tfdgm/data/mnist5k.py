@@ -121,6 +121,8 @@ class Mnist5kDataset(LocalBuilderSpec):
     image_shape = (28, 28, 1)
     kind = "grey"
     num_examples = {"train": 4000, "validation": 500, "test": 500}
+    has_labels = True
+    num_classes = 10
     description = _DESCRIPTION
     citation = _CITATION
     builder_cls = Mnist5k

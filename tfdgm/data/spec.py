@@ -1,9 +1,9 @@
 """Dataset specs: what a dataset is, without loading it, and how TFDS prepares it.
 
 Every dataset of `tfdgm.registry.DATASETS` is a `DatasetSpec` subclass. Its class attributes
-(`image_shape`, `kind`, `num_examples`, `description`) answer config validation cheaply, before
-any file is read; an instance (`spec = Spec(data_dir)`) knows where local source files live and
-hands out TFDS builders and `tf.data` splits:
+(`image_shape`, `kind`, `num_examples`, `has_labels`, `description`) answer config validation
+cheaply, before any file is read; an instance (`spec = Spec(data_dir)`) knows where local source
+files live and hands out TFDS builders and `tf.data` splits:
 
 ```python
 spec = DATASETS.get("static_mnist")(data_dir="/data")   # folder holding binarized_mnist.npz
@@ -40,10 +40,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfdgm.errors import DataError
+from tfdgm.registry import DATASETS
 
 SPLITS: Tuple[str, ...] = ("train", "validation", "test")
 DATA_DIR_ENV = "TFDGM_DATA_DIR"
-KINDS = ("binary", "grey")
+KINDS = ("binary", "grey", "points")
+IMAGE_KINDS = ("binary", "grey")
 
 
 def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[str]:
@@ -55,6 +57,13 @@ def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[str]:
 def no_gcs_download_config(manual_dir: Optional[str] = None) -> tfds.download.DownloadConfig:
     """A TFDS `DownloadConfig` that never asks GCS for pre-built data."""
     return tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+
+
+def unlabelled_message(dataset: str) -> str:
+    """Why `dataset` cannot give labels, and which datasets can."""
+    labelled = [name for name in DATASETS.names() if DATASETS.get(name).has_labels]
+    return (f"dataset '{dataset}' has no labels; datasets with labels are "
+            f"{', '.join(labelled) or 'none'}.")
 
 
 def missing_file_error(dataset: str, filename: str, data_dir: Optional[str], fix: str,
@@ -70,22 +79,28 @@ def missing_file_error(dataset: str, filename: str, data_dir: Optional[str], fix
 
 
 class DatasetSpec:
-    """A registered dataset: shape, pixel kind and split sizes as class attributes.
+    """A registered dataset: shape, kind, split sizes and labels as class attributes.
 
     Attributes:
         name: the registered name (`data.name`).
-        image_shape: `(H, W, C)` of one image.
-        kind: `'binary'` (pixels in {0, 1}) or `'grey'` (8-bit grey levels 0..255).
+        image_shape: the shape of one element: `(H, W, C)` for images, `(D,)` for points.
+        kind: `'binary'` (pixels in {0, 1}), `'grey'` (8-bit grey levels 0..255) or `'points'`
+            (float32 vectors in R^D, not images: see `tfdgm.data.toy2d`).
         num_examples: split -> number of examples of the full, canonical dataset. A local source
             file may hold fewer (a test fixture); the prepared TFDS info has the real counts.
+        has_labels: whether every example has an integer class label (`as_dataset(...,
+            with_labels=True)`, `tfdgm.data.load_labelled`).
+        num_classes: the number of label values `0 .. num_classes - 1` (None without labels).
         description: what the data is and where it comes from.
         citation: BibTeX of the source.
     """
 
     name: ClassVar[str] = ""
-    image_shape: ClassVar[Tuple[int, int, int]] = ()
+    image_shape: ClassVar[Tuple[int, ...]] = ()
     kind: ClassVar[str] = ""
     num_examples: ClassVar[Mapping[str, int]] = {}
+    has_labels: ClassVar[bool] = False
+    num_classes: ClassVar[Optional[int]] = None
     description: ClassVar[str] = ""
     citation: ClassVar[str] = ""
 
@@ -113,28 +128,51 @@ class DatasetSpec:
         builder.download_and_prepare(download_config=no_gcs_download_config(self.data_dir))
 
     def as_dataset(self, split: str, tfds_data_dir: Optional[str] = None,
-                   max_examples: Optional[int] = None) -> tf.data.Dataset:
+                   max_examples: Optional[int] = None,
+                   with_labels: bool = False) -> tf.data.Dataset:
         """The images of `split` (its first `max_examples`), uint8 `[H, W, C]`, in file order.
 
+        With `with_labels`, elements are `(image, label)` with an int64 scalar label.
+
         Raises:
-            DataError: the source data is missing, or `split` is not one of `SPLITS`.
+            DataError: the source data is missing, `split` is not one of `SPLITS`, or labels
+                are asked of a dataset without them.
         """
+        self.check_split(split, with_labels)
+        builder = self.prepare(tfds_data_dir)
+        dataset = builder.as_dataset(split=self.tfds_split(split), shuffle_files=False,
+                                     read_config=tfds.ReadConfig(try_autocache=False))
+        if max_examples is not None:
+            dataset = dataset.take(max_examples)
+        if with_labels:
+            return dataset.map(lambda example: (example["image"],
+                                                tf.cast(example["label"], tf.int64)),
+                               num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.map(lambda example: example["image"],
+                           num_parallel_calls=tf.data.AUTOTUNE)
+
+    def check_split(self, split: str, with_labels: bool = False) -> None:
+        """Raises a `DataError` for an unknown split, or for labels a dataset does not have."""
         if split not in SPLITS:
             raise DataError(f"dataset '{self.name}' has no split '{split}'; "
                             f"splits are {', '.join(SPLITS)}.")
-        builder = self.prepare(tfds_data_dir)
-        total = builder.info.splits[split].num_examples
-        selection = split if max_examples is None or max_examples >= total else (
-            f"{split}[:{max_examples}]")
-        dataset = builder.as_dataset(split=selection, shuffle_files=False,
-                                     read_config=tfds.ReadConfig(try_autocache=False))
-        return dataset.map(lambda example: example["image"],
-                           num_parallel_calls=tf.data.AUTOTUNE)
+        if with_labels and not self.has_labels:
+            raise DataError(unlabelled_message(self.name))
+
+    @classmethod
+    def tfds_split(cls, split: str) -> str:
+        """The TFDS split (or slice, e.g. `'train[55000:]'`) that holds our `split`."""
+        return split
 
     @classmethod
     def split_sizes(cls, builder: tfds.core.DatasetBuilder) -> Dict[str, int]:
         """Split -> number of examples, as prepared."""
-        return {split: builder.info.splits[split].num_examples for split in SPLITS}
+        return {split: builder.info.splits[cls.tfds_split(split)].num_examples
+                for split in SPLITS}
+
+    def prepared_split_sizes(self, tfds_data_dir: Optional[str] = None) -> Dict[str, int]:
+        """Prepares the dataset (once) and returns split -> number of examples."""
+        return self.split_sizes(self.prepare(tfds_data_dir))
 
 
 class LocalBuilderSpec(DatasetSpec):
@@ -155,3 +193,38 @@ class LocalBuilderSpec(DatasetSpec):
     def _download_and_prepare(self, builder: tfds.core.DatasetBuilder) -> None:
         self.check_source()
         super()._download_and_prepare(builder)
+
+
+class CatalogSpec(DatasetSpec):
+    """A spec whose builder is a TFDS catalog dataset (`tfds_name`), downloaded once.
+
+    Downloading needs internet the first time; later runs read the prepared copy in the TFDS
+    data dir. Every failure (no network, DNS, checksum, disk) becomes one `DataError` that ends
+    with `fix`, the offline alternative.
+    """
+
+    tfds_name: ClassVar[str] = ""
+    fix: ClassVar[str] = ""
+
+    def builder(self, tfds_data_dir: Optional[str] = None) -> tfds.core.DatasetBuilder:
+        try:
+            return tfds.builder(self.tfds_name, data_dir=tfds_data_dir, try_gcs=False)
+        except Exception as error:  # TFDS raises many kinds; all mean the same to the user.
+            raise DataError(f"dataset '{self.name}': TFDS cannot open its builder "
+                            f"'{self.tfds_name}' ({error!r}). Fix: {self.fix}") from error
+
+    def _download_and_prepare(self, builder: tfds.core.DatasetBuilder) -> None:
+        try:
+            import importlib_resources  # noqa: F401
+        except ImportError as error:
+            # TFDS 4.9.10 imports it to find the builder's checksums (declared for Python < 3.9
+            # only), so downloading fails without it; see the module docstring.
+            raise DataError(f"dataset '{self.name}': TFDS 4.9 needs the package "
+                            f"importlib_resources to download catalog datasets "
+                            f"(pip install importlib_resources). Or {self.fix}") from error
+        try:
+            builder.download_and_prepare(download_config=no_gcs_download_config(self.data_dir))
+        except Exception as error:  # Network, DNS, SSL, checksum, disk: one message for all.
+            raise DataError(f"dataset '{self.name}': TFDS could not download and prepare "
+                            f"'{self.tfds_name}' into '{builder.data_dir_root}' "
+                            f"({type(error).__name__}: {error}). Fix: {self.fix}") from error
