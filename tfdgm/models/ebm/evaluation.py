@@ -1,0 +1,84 @@
+"""The energy-based family's test evaluation: what lands in `metrics.json`.
+
+* `test_free_energy`, `test_reconstruction_error`, `test_pseudo_log_likelihood`: the
+  `test_step` metrics over the test split;
+* with `evaluation.ais_chains > 0`: `test_log_z` (AIS, Salakhutdinov & Murray 2008, with the
+  base-rate model of the training marginals), `test_log_z_std_error` (delta method),
+  `test_log_z_lower` / `test_log_z_upper` (`log(Z_hat -+ 3 sigma)`; null when the lower one is
+  `-inf`), and `test_log_likelihood = mean_test(-F(v)) - log Z` with the bounds that the two
+  `log Z` bounds give. For a DBN the log-likelihood is the variational lower bound
+  (`test_log_likelihood_bound`, `tfdgm.models.ebm.dbn`) with `log Z` of its top RBM.
+"""
+
+import math
+from typing import Any, Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfdgm.data.batches import images_of
+from tfdgm.models.ebm.ais import AISResult, ais_log_partition, summarize_log_weights
+
+
+def _finite_or_none(value: float) -> Optional[float]:
+    return float(value) if math.isfinite(value) else None
+
+
+def run_ais(layer, base_rate, evaluation, seed) -> AISResult:
+    """AIS on the `BernoulliRBM` `layer` from the base-rate biases `base_rate [D]`; with
+    `evaluation.ais_runs > 1` the runs' weights are pooled into one estimate."""
+    betas = evaluation.betas()
+    log_weights = []
+    for run in range(evaluation.ais_runs):
+        result = ais_log_partition(layer.kernel, layer.visible_bias, layer.hidden_bias,
+                                   base_rate, betas, evaluation.ais_chains, seed=seed + run)
+        log_weights.append(result.log_weights)
+    return summarize_log_weights(np.concatenate(log_weights), result.log_z_base, len(betas) - 1)
+
+
+def ais_metrics(result: AISResult, mean_log_unnormalized: float, prefix="test_log_likelihood"
+                ) -> Dict[str, Any]:
+    """`metrics.json` entries of an AIS estimate and of `mean(log f(v)) - log Z`."""
+    return {
+        "test_log_z": result.log_z, "test_log_z_std_error": result.std_error,
+        "test_log_z_lower": _finite_or_none(result.log_z_lower),
+        "test_log_z_upper": result.log_z_upper,
+        prefix: mean_log_unnormalized - result.log_z,
+        f"{prefix}_lower": mean_log_unnormalized - result.log_z_upper,
+        f"{prefix}_upper": _finite_or_none(mean_log_unnormalized - result.log_z_lower),
+        "test_ais_chains": len(result.log_weights), "test_ais_betas": result.num_betas,
+    }
+
+
+def mean_over_test(fn, dataset, max_examples=None) -> (float, int):
+    """The mean of `fn(images) [B]` over the test batches (the first `max_examples`)."""
+    compiled = tf.function(fn, reduce_retracing=True)
+    total, count = 0.0, 0
+    for data in dataset:
+        x = images_of(data)
+        if max_examples is not None:
+            x = x[: max_examples - count]
+        if x.shape[0] == 0:
+            break
+        total += float(tf.reduce_sum(tf.cast(compiled(x), tf.float64)))
+        count += int(x.shape[0])
+    return total / max(count, 1), count
+
+
+def evaluate_rbm(model, datasets, config) -> Dict[str, Any]:
+    """The test figures of an `RBM` (restored to its best checkpoint)."""
+    model.eval_step.assign(0)
+    results = model.evaluate(datasets.test, verbose=0, return_dict=True)
+    metrics = {f"test_{k}": float(v) for k, v in results.items() if k != "loss"}
+    evaluation = config.evaluation
+    if evaluation.ais_chains > 0:
+        print(f"AIS: {evaluation.ais_chains} chains x {len(evaluation.betas()) - 1} betas")
+        result = run_ais(model.rbm, model.base_rate, evaluation, seed=config.seed + 1)
+        mean, count = mean_over_test(model.log_unnormalized, datasets.test,
+                                     evaluation.max_test_examples)
+        metrics.update(ais_metrics(result, mean))
+        metrics["test_log_likelihood_examples"] = count
+    return metrics
+
+
+__all__ = ["ais_metrics", "evaluate_rbm", "mean_over_test", "run_ais"]
