@@ -27,7 +27,7 @@ def config(**model):
                  "max_examples": 200},
         "model": {"name": "rbm", "hidden_units": 16, "sample_steps": 5, **model},
         "optimizer": {"learning_rate": 0.1, "momentum": 0.5},
-        "training": {"epochs": 2},
+        "training": {"epochs": 1},
         "evaluation": {"ais_chains": 16, "ais_betas": 100},
     })
 

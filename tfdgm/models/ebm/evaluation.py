@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm.data.batches import images_of
-from tfdgm.models.ebm.ais import AISResult, ais_log_partition, summarize_log_weights
+from tfdgm.models.ebm.ais import (AISResult, ais_log_partition, base_rate_visible_bias,
+                                  summarize_log_weights)
 
 
 def _finite_or_none(value: float) -> Optional[float]:
@@ -81,4 +82,30 @@ def evaluate_rbm(model, datasets, config) -> Dict[str, Any]:
     return metrics
 
 
-__all__ = ["ais_metrics", "evaluate_rbm", "mean_over_test", "run_ais"]
+
+
+def evaluate_dbn(model, datasets, config) -> Dict[str, Any]:
+    """The test figures of a `DBN`: the top RBM's `log Z` by AIS and the variational bound
+    `test_log_likelihood_bound` (`tfdgm.models.ebm.dbn`)."""
+    from tfdgm.data import load_images
+
+    metrics: Dict[str, Any] = {}
+    evaluation = config.evaluation
+    if evaluation.ais_chains > 0:
+        top = len(model.rbms) - 1
+        images = load_images(config.data, "train").reshape(-1, model.visible_units)
+        marginals = model.up_pass(tf.constant(images), top).numpy()
+        base_rate = base_rate_visible_bias(marginals).astype(np.float32)
+        print(f"AIS on the top RBM: {evaluation.ais_chains} chains x "
+              f"{len(evaluation.betas()) - 1} betas")
+        result = run_ais(model.rbms[top], base_rate, evaluation, seed=config.seed + 1)
+        seed = tf.constant([config.seed, 5], tf.int64)
+        mean, count = mean_over_test(
+            lambda x: model.log_likelihood_bound(x, evaluation.bound_samples, seed),
+            datasets.test, evaluation.max_test_examples)
+        metrics.update(ais_metrics(result, mean, prefix="test_log_likelihood_bound"))
+        metrics["test_log_likelihood_examples"] = count
+    return metrics
+
+
+__all__ = ["ais_metrics", "evaluate_dbn", "evaluate_rbm", "mean_over_test", "run_ais"]

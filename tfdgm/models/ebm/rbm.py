@@ -143,7 +143,7 @@ class RBM(GenerativeModel):
         self.sample_steps, self.seed = int(sample_steps), int(seed)
         self.pseudo_likelihood_coordinates = pseudo_likelihood_coordinates
         self.rbm = BernoulliRBM(self.visible_units, self.hidden_units, self.init_stddev,
-                                seed=self.seed, name="rbm")
+                                seed=self.seed, dtype=kwargs.get("dtype"), name="rbm")
         state = dict(trainable=False, aggregation="only_first_replica")
         if self.persistent:
             self.chains = self.add_weight(name="chains", shape=(self.num_chains,
