@@ -9,6 +9,7 @@ resolves a config against the family it names and builds the model.
 
 from tfdgm.models.base import GenerativeModel, Monitor, Signature
 from tfdgm.models import vae  # noqa: F401  (registers vae, hvae)
+from tfdgm.models import gan  # noqa: F401  (registers gan, bigan)
 from tfdgm.models import ebm  # noqa: F401  (registers rbm, dbn)
 from tfdgm.models.vae import VAE, HierarchicalVAE
 
