@@ -244,9 +244,8 @@ def test_batch_must_split_into_critic_minibatches():
 
 # Checkpoints ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec", [dict(loss="hinge", spectral_norm=True), dict(name="bigan")],
-                         ids=["sn_gan", "bigan"])
-def test_save_load_restores_both_optimizers_and_the_power_iteration(spec, tmp_path):
+def test_save_load_restores_both_optimizers_and_the_power_iteration(tmp_path):
+    spec = dict(loss="hinge", spectral_norm=True)
     model = tiny_model(**spec)
     data = tf.data.Dataset.from_tensor_slices(images(16)).batch(8)
     model.fit(data, epochs=1, verbose=0)
@@ -287,10 +286,10 @@ def mirrored():
 @pytest.mark.parametrize("spec", [
     dict(data="ring_of_gaussians", network="mlp", loss="wgan_gp", n_critic=2,
          hidden_units=[16, 16]),
-    dict(loss="non_saturating", discriminator_batch_norm=True),
-    dict(loss="hinge", spectral_norm=True),
-    dict(name="bigan"),
-], ids=["wgan_gp_points", "ns_batch_norm", "sn_hinge", "bigan"])
+    # Synchronized batch norm and the spectral norm's power iteration in one critic.
+    dict(loss="hinge", spectral_norm=True, discriminator_batch_norm=True),
+    dict(name="bigan", data="ring_of_gaussians", network="mlp", hidden_units=[16, 16]),
+], ids=["wgan_gp_points", "sn_batch_norm", "bigan_points"])
 def test_two_replicas_take_the_one_device_steps(mirrored, spec):
     spec = dict(spec)
     data = spec.pop("data", "mnist5k")
@@ -330,9 +329,9 @@ def test_sample_scales_the_latent_noise():
         model.sample(5, temperature=0.0)
 
 
-@pytest.mark.parametrize("spec", [dict(loss="wgan_gp", n_critic=2), dict(name="bigan"),
+@pytest.mark.parametrize("spec", [dict(loss="wgan_gp", n_critic=2),
                                   dict(name="bigan", data="ring_of_gaussians", network="mlp")],
-                         ids=["gan", "bigan", "bigan_points"])
+                         ids=["gan", "bigan_points"])
 def test_export_parity(spec, tmp_path):
     model = tiny_model(**spec)
     model.fit(tf.data.Dataset.from_tensor_slices(
@@ -368,7 +367,7 @@ def _run_config(tmp_path, data, epochs, **model):
     spec = {"name": "gan", "filters": 4, "latent_dim": 4, "hidden_units": [16]}
     spec.update(model)
     return from_dict({"name": "e2e", "seed": 0,
-                      "data": {"name": data, "batch_size": 20, "max_examples": 200,
+                      "data": {"name": data, "batch_size": 20, "max_examples": 100,
                                "eval_batch_size": 100},
                       "model": spec, "training": {"epochs": epochs},
                       "evaluation": {"num_samples": 200},
