@@ -32,7 +32,10 @@ class ActNorm(tfb.Bijector):
     `forward_min_event_ndims = 3`; the log-det is `[...]` (e.g. `[B]`).
 
     The bijector holds tensors only: a Keras layer that owns the parameters
-    (`tfdgm.flows.ActNorm`) builds it afresh in `call()`.
+    (`tfdgm.flows.ActNorm`) builds it afresh in `call()`. Instances compare by identity, not by
+    parameter values as TFP bijectors do: TFP's cache is shared by equal bijectors, and a new
+    bijector over the same Keras variables would otherwise return a result cached before an
+    assignment to them (ActNorm's initialization) or outside the current `GradientTape`.
 
     #### Example
 
@@ -77,6 +80,9 @@ class ActNorm(tfb.Bijector):
         return dict(
             shift=tfp.util.ParameterProperties(event_ndims=1),
             log_scale=tfp.util.ParameterProperties(event_ndims=1))
+
+    def _get_parameterization(self):
+        return id(self)  # identity equality: see the class docstring
 
     @property
     def shift(self):

@@ -40,6 +40,12 @@ class _Conv1x1(tfb.Bijector):
             parameters=parameters,
             name=name)
 
+    def _get_parameterization(self):
+        # Identity equality: TFP's cache is shared by equal bijectors, and one built afresh over
+        # the same Keras variables would return results cached before a weight update or
+        # outside the current GradientTape.
+        return id(self)
+
     def matrix(self):
         """The channel-mixing matrix `W` `[C, C]`."""
         raise NotImplementedError
@@ -86,7 +92,7 @@ class InvertibleConv1x1(_Conv1x1):
     eagerly once training is done) as `inverse_matrix`, which the inverse then uses as is.
 
     Shapes: `matrix` is `[C, C]`; `x` is `[..., H, W, C]`, `forward_min_event_ndims = 3`; the
-    log-det is `[...]`.
+    log-det is `[...]`. Instances compare by identity (see `tfdgm.bijectors.ActNorm`).
 
     #### Example
 
