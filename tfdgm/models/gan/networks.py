@@ -13,9 +13,9 @@ variants (images `H, W` divisible by 4); `F` is `filters` (64). Image generators
 (data in [0, 1]), point generators are linear; a layer followed by batch norm has no bias (the
 norm's offset replaces it: a bias there gets a zero gradient). The discriminator's optional
 batch norm is Keras's `synchronized` one, so under `tf.distribute` it normalizes with the
-statistics of the global batch (one device and N replicas compute the same thing). With `spectral_norm` every Dense and
-Conv2D of the discriminator (and of BiGAN's joint discriminator) is wrapped in
-`tfdgm.models.gan.spectral_norm.SpectralNormalization`.
+statistics of the global batch (one device and N replicas compute the same thing). With
+`spectral_norm` every Dense and Conv2D of the discriminator (and of BiGAN's joint
+discriminator) is wrapped in `tfdgm.models.gan.spectral_norm.SpectralNormalization`.
 
 BiGAN (Donahue et al. 2017) adds an encoder `E: x -> z [B, D]` (the discriminator's trunk with a
 linear `D`-unit head) and a joint discriminator `D(x, z)`: the trunk's features of `x`
