@@ -41,9 +41,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfdgm import config as config_lib  # noqa: E402
+from tfdgm import experiment  # noqa: E402
 from tfdgm.data import dataset_info  # noqa: E402
-from tfdgm.models import build_model  # noqa: E402
+from tfdgm.experiment import build_model  # noqa: E402
 from tfdgm.training.train import make_optimizer, train_and_evaluate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,7 +82,7 @@ def data_overrides(data_dir, max_examples):
 
 def build_row(row, batch_size, jit):
     """`row`'s model, compiled with its config's optimizer (Adamax 5e-4)."""
-    config = config_lib.load(config_path(row), [f"data.batch_size={batch_size}",
+    config = experiment.load_config(config_path(row), [f"data.batch_size={batch_size}",
                                                 f"training.jit_compile={str(jit).lower()}"])
     keras.utils.set_random_seed(config.seed)
     model = build_model(config, dataset_info(config.data))
@@ -145,7 +145,7 @@ def run_compare(args):
     chunk = min(args.nll_samples, args.nll_chunk)
     overrides += [
         f"training.epochs={args.epochs}",
-        f"objective.warmup_epochs={args.warmup_epochs}",
+        f"model.objective.warmup_epochs={args.warmup_epochs}",
         f"training.patience={args.epochs + 1}",
         "training.image_every_epochs=1000000",
         f"evaluation.nll_samples={args.nll_samples}",
@@ -157,7 +157,7 @@ def run_compare(args):
     results = {}
     try:
         for row in args.rows.split(","):
-            config = config_lib.load(config_path(row), overrides + [f"name=bench_flows_{row}"])
+            config = experiment.load_config(config_path(row), overrides + [f"name=bench_flows_{row}"])
             keras.utils.set_random_seed(config.seed)
             start = time.perf_counter()
             metrics = train_and_evaluate(config, os.path.join(work, row))

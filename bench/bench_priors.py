@@ -16,7 +16,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfdgm import config as config_lib  # noqa: E402
+from tfdgm import experiment  # noqa: E402
 from tfdgm.training.train import train_and_evaluate  # noqa: E402
 
 ROWS = [("VAE + standard prior", "vae_standard", -88.56),
@@ -43,13 +43,13 @@ def main():
         if args.rows and name not in args.rows:
             continue
         overrides = [f"name={name}", f"training.epochs={args.epochs}",
-                     f"objective.warmup_epochs={args.warmup}",
+                     f"model.objective.warmup_epochs={args.warmup}",
                      f"evaluation.nll_samples={args.nll_samples}",
                      f"evaluation.nll_examples={args.nll_examples}",
                      f"evaluation.surgery_examples={min(args.nll_examples, 1000)}"]
         if args.data_dir:
             overrides.append(f"data.data_dir={args.data_dir}")
-        config = config_lib.load(f"configs/vampprior/{name}.yaml", overrides)
+        config = experiment.load_config(f"configs/vampprior/{name}.yaml", overrides)
         start = time.time()
         metrics = train_and_evaluate(config, os.path.join(args.runs, name))
         results.append({"row": label, "config": name, "paper_ll": paper,

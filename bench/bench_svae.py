@@ -42,11 +42,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfdgm import config as config_lib  # noqa: E402
+from tfdgm import experiment  # noqa: E402
 from tfdgm.data import load_datasets  # noqa: E402
 from tfdgm.evaluation import importance_sampled_log_likelihood  # noqa: E402
-from tfdgm.models import build_model  # noqa: E402
-from tfdgm.training.train import Run, evenly_spaced, restore, train_and_evaluate  # noqa: E402
+from tfdgm.experiment import build_model  # noqa: E402
+from tfdgm.data.subsets import evenly_spaced  # noqa: E402
+from tfdgm.training.train import Run, restore, train_and_evaluate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIMS = (2, 5, 10, 20, 40)
@@ -72,7 +73,7 @@ def run_config(kind, d, args):
         f"data.data_dir={args.data_dir}",
         f"training.epochs={args.epochs}",
         f"training.patience={args.epochs + 1}",
-        "objective.warmup_epochs=0",
+        "model.objective.warmup_epochs=0",
         "training.image_every_epochs=1000000",
         f"evaluation.nll_samples={args.nll_samples}",
         f"evaluation.nll_chunk={min(args.nll_chunk, args.nll_samples)}",
@@ -84,7 +85,7 @@ def run_config(kind, d, args):
         overrides.append(f"data.max_examples={args.max_examples}")
     if kind == "svae":
         overrides.append(f"model.posterior.name={args.posterior}")
-    return config_lib.load(os.path.join(ROOT, "configs", "svae", f"{kind}.yaml"), overrides)
+    return experiment.load_config(os.path.join(ROOT, "configs", "svae", f"{kind}.yaml"), overrides)
 
 
 def per_example_log_likelihood(config, run_dir):

@@ -27,9 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfdgm import config as config_lib  # noqa: E402
+from tfdgm import experiment  # noqa: E402
 from tfdgm.data import load_datasets  # noqa: E402
-from tfdgm.models import build_model  # noqa: E402
+from tfdgm.experiment import build_model  # noqa: E402
 from tfdgm.training import callbacks as cb  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main():
                                                                  "binarized_mnist.npz"))
     data = ({"name": "static_mnist", "data_dir": args.data_dir} if static
             else {"name": "mnist5k", "binarize": "dynamic"})
-    config = config_lib.from_dict({
+    config = experiment.from_dict({
         "name": "bench",
         "data": {**data, "batch_size": args.batch_size},
         "model": {"latent_dim": 40, "encoder": {"name": "gated_mlp", "hidden_units": [300, 300]},

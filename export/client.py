@@ -7,7 +7,7 @@ one named float32 tensor and returns one named float32 tensor:
     encode           x   [B, H, W, C]       z      [B, D]
     decode           z   [B, D]             x_mean [B, H, W, C]
     reconstruct      x   [B, H, W, C]       x_mean [B, H, W, C]   (also serving_default)
-    generate         eps [B, D] ~ N(0, I)   x_mean [B, H, W, C]
+    generate         eps [B, P] ~ N(0, I)   x_mean [B, H, W, C]   (P: the prior's noise width)
     elbo             x   [B, H, W, C]       elbo   [B]
 
 REST (port 8501; needs only numpy and the standard library):
@@ -20,11 +20,12 @@ gRPC (port 8500; needs `tensorflow-serving-api`): `PredictionService.Predict` wi
 `PredictRequest` whose `model_spec` names the model and signature and whose `inputs` map the
 input name to a `TensorProto`.
 
-Command line (draws `eps ~ N(0, I)` for `generate`, zeros for `decode`; give `--input x.npy`
+Command line (draws `eps ~ N(0, I)` for `generate`, zeros for `decode`, as wide as the served
+signature's input, which the REST client reads from the model's metadata; give `--input x.npy`
 for the image signatures):
 
-    python export/client.py --rest http://localhost:8501 --model vae --signature generate \
-        --batch-size 4 --latent-dim 4 --output samples.npy
+    python export/client.py --rest http://localhost:8501 --model quickstart --signature generate \
+        --batch-size 4 --output samples.npy
     python export/client.py --grpc localhost:8500 --model vae --signature reconstruct \
         --input images.npy
 
@@ -36,6 +37,7 @@ implement the same REST and gRPC APIs on top of the exported SavedModel (tests/t
 import argparse
 import json
 import sys
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -108,11 +110,45 @@ def parse_rest_response(response, signature_name):
     return {name: np.asarray(predictions, dtype=np.float32)}
 
 
+def _open_json(request, timeout):
+    """The JSON body of `request`'s reply; TF Serving's `{"error": ...}` body of an HTTP error
+    (urllib raises before the body is read) becomes the message of a `RuntimeError`."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return json.loads(reply.read().decode("utf-8"))
+    except urllib.error.HTTPError as error:
+        body = error.read().decode("utf-8", "replace")
+        try:
+            message = json.loads(body).get("error", body)
+        except (ValueError, AttributeError):
+            message = body
+        raise RuntimeError(f"model server error (HTTP {error.code}): "
+                           f"{message or error.reason}") from None
+
+
 def rest_predict(base_url, model_name, signature_name, inputs, version=None, timeout=30.0):
     """Calls the REST predict API; returns `{output_name: array}`."""
     request = build_rest_request(base_url, model_name, signature_name, inputs, version)
-    with urllib.request.urlopen(request, timeout=timeout) as reply:
-        return parse_rest_response(json.loads(reply.read().decode("utf-8")), signature_name)
+    return parse_rest_response(_open_json(request, timeout), signature_name)
+
+
+def metadata_url(base_url, model_name, version=None):
+    """`<base>/v1/models/<name>[/versions/<v>]/metadata`: TF Serving's model metadata."""
+    return predict_url(base_url, model_name, version).replace(":predict", "/metadata")
+
+
+def rest_input_shapes(base_url, model_name, signature_name, version=None, timeout=30.0):
+    """`{input_name: shape}` of the served signature, read from the model's metadata (TF
+    Serving's `signature_def`); a free axis is -1. The widths come from the model itself, so a
+    client never guesses them (a VAE's `generate` takes `noise_dim`, not `latent_dim`, noise:
+    D + 1 under a VampPrior, 2D + ... for a two-level model)."""
+    request = urllib.request.Request(metadata_url(base_url, model_name, version))
+    metadata = _open_json(request, timeout)["metadata"]["signature_def"]["signature_def"]
+    if signature_name not in metadata:
+        raise RuntimeError(f"model '{model_name}' has no signature '{signature_name}'; it has "
+                           f"{', '.join(sorted(metadata))}.")
+    return {name: [int(dim["size"]) for dim in spec["tensor_shape"]["dim"]]
+            for name, spec in metadata[signature_name]["inputs"].items()}
 
 
 # gRPC --------------------------------------------------------------------------------------------
@@ -169,7 +205,8 @@ def grpc_predict(target, request, timeout=30.0, channel=None):
 
 def example_inputs(signature_name, batch_size, latent_dim, input_path=None, seed=0):
     """The inputs of a request: `--input` if given, else N(0, I) noise for `generate` and zeros
-    for `decode`; image signatures need `--input`."""
+    for `decode` of width `latent_dim` (the served signature's input width); image signatures
+    need `--input`."""
     name = INPUT_NAMES[signature_name]
     if input_path:
         return {name: np.load(input_path).astype(np.float32)}
@@ -193,22 +230,29 @@ def parse_args(argv=None):
     parser.add_argument("--signature", default="generate", choices=sorted(INPUT_NAMES))
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--latent-dim", type=int, default=None,
-                        help="D, needed for generated inputs of generate/decode")
+                        help="width of generated generate/decode inputs (default over REST: "
+                             "read from the served signature)")
     parser.add_argument("--input", help=".npy file holding the input tensor")
     parser.add_argument("--output", help="write the output tensor to this .npy file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
-    if args.input is None and args.signature in ("generate", "decode") and not args.latent_dim:
-        parser.error("--latent-dim is needed to make generate/decode inputs (or pass --input).")
+    if (args.input is None and args.signature in ("generate", "decode") and not args.latent_dim
+            and not args.rest):
+        parser.error("--latent-dim is needed to make generate/decode inputs over gRPC (or pass "
+                     "--input).")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    inputs = example_inputs(args.signature, args.batch_size, args.latent_dim, args.input,
-                            args.seed)
     try:
+        width = args.latent_dim
+        if args.input is None and args.signature in ("generate", "decode") and not width:
+            (shape,) = rest_input_shapes(args.rest, args.model, args.signature, args.version,
+                                         args.timeout).values()
+            width = shape[-1]
+        inputs = example_inputs(args.signature, args.batch_size, width, args.input, args.seed)
         if args.rest:
             outputs = rest_predict(args.rest, args.model, args.signature, inputs, args.version,
                                    args.timeout)

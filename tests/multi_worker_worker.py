@@ -51,7 +51,7 @@ def build_vae(posterior="diagonal_gaussian", seed=0):
     """The small test VAE: MLP encoder / decoder [64], latent 8, Bernoulli likelihood.
 
     Call inside the strategy's scope; the model is built (all weights exist)."""
-    import tfdgm.components  # noqa: F401  (registers the components)
+    import tfdgm.models  # noqa: F401  (registers the families and components)
     from tfdgm.models.vae.model import VAE
     from tfdgm.registry import DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 

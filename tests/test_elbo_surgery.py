@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfdgm.models.vae.posteriors import Posterior
-from tfdgm.evaluation.elbo_surgery import elbo_surgery, supports_elbo_surgery
+from tfdgm.evaluation.elbo_surgery import elbo_surgery
 from tfdgm.testing.models import random_images, small_vae
 
 
@@ -107,6 +107,6 @@ def test_posteriors_without_log_prob_are_not_supported():
         pass
 
     model = small_vae()
-    assert supports_elbo_surgery(model)
+    assert model.supports_elbo_surgery
     model.posterior.__class__ = type("Masked", (NoLogProb,), {"has_log_prob": False})
-    assert not supports_elbo_surgery(model)
+    assert not model.supports_elbo_surgery

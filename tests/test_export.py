@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdgm import components  # noqa: F401  (registers the components)
+from tfdgm import models  # noqa: F401  (registers the families and components)
 from tfdgm import export
 from tfdgm.errors import TfdgmError
 from tfdgm.models.vae.model import VAE
@@ -34,6 +34,10 @@ SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
 IMAGE_SHAPE = (28, 28, 1)
 LATENT_DIM = 4
 ATOL = 1e-5
+SIGNATURES = ("encode", "decode", "reconstruct", "generate", "elbo")
+"""The VAE's exported signatures (its `signatures()`), which users' clients rely on."""
+OUTPUT_NAMES = {"encode": "z", "decode": "x_mean", "reconstruct": "x_mean", "generate": "x_mean",
+                "elbo": "elbo"}
 
 
 def make_vae(likelihood="bernoulli", posterior="diagonal_gaussian"):
@@ -185,11 +189,11 @@ def test_existing_version_and_bad_names_are_refused(bernoulli_vae, exported):
     assert issubclass(export.ExportError, TfdgmError)
 
 
-@pytest.mark.parametrize("signature", list(export.SIGNATURES) + ["serving_default"])
+@pytest.mark.parametrize("signature", list(SIGNATURES) + ["serving_default"])
 def test_saved_model_signature_matches_keras(bernoulli_vae, loaded, signature):
     name, value = signature_input(signature, n=5, seed=7)
     outputs = loaded.signatures[signature](**{name: tf.constant(value)})
-    assert list(outputs) == [export.OUTPUT_NAMES.get(signature, "x_mean")]
+    assert list(outputs) == [OUTPUT_NAMES.get(signature, "x_mean")]
     got = outputs[list(outputs)[0]].numpy()
     want = keras_reference(bernoulli_vae, signature, value)
     assert got.shape == want.shape and np.all(np.isfinite(got))
@@ -259,10 +263,10 @@ def test_discretized_logistic_vae_exports(tmp_path):
     path = export.export_saved_model(model, str(tmp_path), "logistic_vae", 3)
     assert path == str(tmp_path / "logistic_vae" / "3")
     loaded = tf.saved_model.load(path)
-    for signature in export.SIGNATURES:
+    for signature in SIGNATURES:
         name, value = signature_input(signature, n=4, seed=5, binary=False)
         got = loaded.signatures[signature](**{name: tf.constant(value)})
-        got = got[export.OUTPUT_NAMES[signature]].numpy()
+        got = got[OUTPUT_NAMES[signature]].numpy()
         np.testing.assert_allclose(got, keras_reference(model, signature, value), atol=ATOL,
                                    rtol=ATOL)
     tflite = export.export_tflite(model, str(tmp_path / "logistic.tflite"))
@@ -300,7 +304,7 @@ def test_full_covariance_posterior_exports_its_generator_to_tflite(tmp_path):
     images = random_images(4, seed=8, binary=True)
     for signature in ("encode", "elbo"):
         got = loaded.signatures[signature](x=tf.constant(images))
-        np.testing.assert_allclose(got[export.OUTPUT_NAMES[signature]].numpy(),
+        np.testing.assert_allclose(got[OUTPUT_NAMES[signature]].numpy(),
                                    keras_reference(model, signature, images), atol=ATOL,
                                    rtol=ATOL)
 
@@ -356,7 +360,7 @@ def test_client_builds_rest_request():
         client.build_rest_payload("generate", {"eps": np.float32(1.0)})
     assert client.INPUT_NAMES["generate"] == "eps"
     assert {k: v for k, v in client.OUTPUT_NAMES.items() if k != "serving_default"} \
-        == export.OUTPUT_NAMES
+        == OUTPUT_NAMES
 
 
 class _FakeRestServer(http.server.ThreadingHTTPServer):
@@ -371,10 +375,33 @@ class _FakeRestHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def _reply(self, code, body):
+        reply = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def do_GET(self):
+        """TF Serving's model metadata: the signature_def with every input's shape."""
+        match = re.fullmatch(r"/v1/models/([^/:]+)(?:/versions/\d+)?/metadata", self.path)
+        if not match or match.group(1) != self.server.model_name:
+            self._reply(404, {"error": f"Servable not found for request: {self.path}"})
+            return
+        signature_def = {}
+        for name, function in self.server.loaded.signatures.items():
+            inputs = {spec.name: {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [
+                {"size": str(-1 if size is None else size), "name": ""} for size in spec.shape]}}
+                for spec in function.structured_input_signature[1].values()}
+            signature_def[name] = {"inputs": inputs, "method_name": "tensorflow/serving/predict"}
+        self._reply(200, {"model_spec": {"name": self.server.model_name},
+                          "metadata": {"signature_def": {"signature_def": signature_def}}})
+
     def do_POST(self):
         match = re.fullmatch(r"/v1/models/([^/:]+)(?:/versions/\d+)?:predict", self.path)
         if not match or match.group(1) != self.server.model_name:
-            self.send_error(404)
+            self._reply(404, {"error": f"Servable not found for request: {self.path}"})
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         instances = body["instances"]
@@ -410,6 +437,14 @@ def test_client_rest_round_trip(bernoulli_vae, loaded):
         outputs = client.rest_predict(url, "vae", "elbo", {"x": images})
         np.testing.assert_allclose(outputs["elbo"], keras_reference(bernoulli_vae, "elbo", images),
                                    rtol=ATOL)
+        # The widths come from the served model (generate takes noise_dim, not latent_dim).
+        shapes = client.rest_input_shapes(url, "vae", "generate")
+        assert shapes == {"eps": [-1, bernoulli_vae.noise_dim]}
+        # TF Serving's {"error": ...} body on HTTP 4xx reaches the user.
+        with pytest.raises(RuntimeError, match="HTTP 404.*Servable not found"):
+            client.rest_predict(url, "gan", "generate", {"eps": eps})
+        assert client.main(["--rest", url, "--model", "vae", "--signature", "generate",
+                            "--batch-size", "2"]) == 0
     finally:
         server.shutdown()
         server.server_close()
@@ -476,7 +511,7 @@ def test_saved_model_cli_show_lists_named_signatures(cli_results):
                 "generate": ("eps", "x_mean"), "elbo": ("x", "elbo"),
                 "serving_default": ("x", "x_mean")}
     assert set(expected) <= set(blocks), sorted(blocks)
-    assert set(export.SIGNATURES) | {"serving_default"} == set(expected)
+    assert set(SIGNATURES) | {"serving_default"} == set(expected)
     for name, (input_name, output_name) in expected.items():
         block = blocks[name]
         assert f"inputs['{input_name}']" in block, (name, block)

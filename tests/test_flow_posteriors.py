@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfdgm import config as config_lib
+from tfdgm import experiment
 from tfdgm import export
 from tfdgm.errors import ConfigError
 from tfdgm.registry import POSTERIORS
@@ -207,7 +207,7 @@ def test_option_values_are_checked_before_building():
     with pytest.raises(ConfigError, match=r"hidden_units: expected a non-empty list"):
         POSTERIORS.get("iaf").validate_options({"hidden_units": []}, "model.posterior")
     with pytest.raises(ConfigError, match="num_reflections: expected a positive integer"):
-        config_lib.from_dict({"data": {"binarize": "dynamic"}, "model": {"posterior": {
+        experiment.from_dict({"data": {"binarize": "dynamic"}, "model": {"name": "vae", "posterior": {
             "name": "sylvester_householder", "num_reflections": 0}}})
 
 
@@ -216,17 +216,17 @@ def test_sylvester_configs_follow_the_paper():
     assert [p.split("/")[-1] for p in paths] == [
         "h_snf.yaml", "iaf.yaml", "o_snf.yaml", "planar.yaml", "t_snf.yaml", "vae.yaml"]
     for path in paths:
-        config = config_lib.load(path)
+        config = experiment.load_config(path)
         assert config.data.name == "static_mnist" and config.data.batch_size == 100
         assert config.model.latent_dim == 64
         assert config.model.encoder == {"name": "gated_conv", "output_dim": 256}
         assert config.optimizer.name == "adamax" and config.optimizer.learning_rate == 5e-4
-        assert config.objective.warmup_epochs == 100 and config.training.patience == 100
+        assert config.model.objective.warmup_epochs == 100 and config.training.patience == 100
         assert config.training.epochs == 2000 and config.evaluation.nll_samples == 5000
         posterior = config.model.posterior
         if posterior["name"] != "diagonal_gaussian":
             assert posterior["num_flows"] == 16
-    assert config_lib.load("configs/sylvester/o_snf.yaml").model.posterior["bottleneck"] == 32
-    assert config_lib.load("configs/sylvester/h_snf.yaml").model.posterior["num_reflections"] == 8
-    assert config_lib.load("configs/sylvester/iaf.yaml").model.posterior["hidden_units"] == [
+    assert experiment.load_config("configs/sylvester/o_snf.yaml").model.posterior["bottleneck"] == 32
+    assert experiment.load_config("configs/sylvester/h_snf.yaml").model.posterior["num_reflections"] == 8
+    assert experiment.load_config("configs/sylvester/iaf.yaml").model.posterior["hidden_units"] == [
         1280, 1280]

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tfdgm import config as config_lib
+from tfdgm import experiment
 from tfdgm.errors import ConfigError
 from tfdgm.evaluation import importance_sampled_log_likelihood
 from tfdgm.models.vae.hvae import HierarchicalVAE
@@ -168,8 +168,8 @@ TINY_HVAE = {
     "model": {"name": "hvae", "latent_dim": 4,
               "encoder": {"name": "gated_mlp", "hidden_units": [32]},
               "decoder": {"name": "gated_mlp", "hidden_units": [32]},
-              "prior": {"name": "vamp_prior", "num_components": 20, "init": "training_images"}},
-    "objective": {"warmup_epochs": 1},
+              "prior": {"name": "vamp_prior", "num_components": 20, "init": "training_images"},
+              "objective": {"warmup_epochs": 1}},
     "optimizer": {"learning_rate": 1e-3},
     "training": {"epochs": 2, "patience": 5},
     "evaluation": {"nll_samples": 50, "nll_chunk": 25, "nll_examples": 100,
@@ -178,15 +178,15 @@ TINY_HVAE = {
 
 
 def test_config_validation():
-    config = config_lib.from_dict(TINY_HVAE)
+    config = experiment.from_dict(TINY_HVAE)
     assert config.model.name == "hvae"
     with pytest.raises(ConfigError, match="free_bits"):
-        config_lib.from_dict({**TINY_HVAE, "model": {**TINY_HVAE["model"],
-                                                     "prior": {"name": "standard_normal"}},
-                              "objective": {"free_bits": 0.5}})
+        experiment.from_dict({**TINY_HVAE, "model": {**TINY_HVAE["model"],
+                                                     "prior": {"name": "standard_normal"},
+                                                     "objective": {"free_bits": 0.5}}})
     if "von_mises_fisher" in POSTERIORS and "hyperspherical_uniform" in PRIORS:
         with pytest.raises(ConfigError, match="Euclidean posterior"):
-            config_lib.from_dict({**TINY_HVAE, "model": {
+            experiment.from_dict({**TINY_HVAE, "model": {
                 **TINY_HVAE["model"], "posterior": {"name": "von_mises_fisher"},
                 "prior": {"name": "hyperspherical_uniform"}}})
 
@@ -196,7 +196,7 @@ def test_train_and_evaluate_hvae_with_a_vamp_prior(tmp_path):
 
     keras.utils.set_random_seed(0)  # the weights' initialization (the config seeds the noise)
     run_dir = str(tmp_path / "tiny_hvae")
-    metrics = train_and_evaluate(config_lib.from_dict(TINY_HVAE), run_dir)
+    metrics = train_and_evaluate(experiment.from_dict(TINY_HVAE), run_dir)
     with open(os.path.join(run_dir, "metrics.json")) as f:
         assert json.load(f) == metrics
     assert metrics["epochs_trained"] == 2 and metrics["test_nll_examples"] == 100
@@ -210,13 +210,15 @@ def test_train_and_evaluate_hvae_with_a_vamp_prior(tmp_path):
     assert average == pytest.approx(metrics["test_kl"], rel=0.2, abs=1.0)
     assert -metrics["test_nll"] >= metrics["test_elbo"] - 0.5
     assert "kl_per_dimension" not in metrics and 0 <= metrics["active_units"] <= 4
-    events = EventAccumulator(os.path.join(run_dir, "logs"),
+    events = EventAccumulator(os.path.join(run_dir, "logs", "train"),
                               size_guidance={"tensors": 0, "images": 0})
     events.Reload()
-    tags = events.Tags()["tensors"]
     assert len(events.Tensors("images/pseudo_inputs")) == 2
-    for tag in ("test/mutual_information", "test/marginal_kl", "test/average_kl", "test/nll"):
-        assert tag in tags, tag
+    test_events = EventAccumulator(os.path.join(run_dir, "logs", "test"),
+                                   size_guidance={"tensors": 0})
+    test_events.Reload()
+    for tag in ("mutual_information", "marginal_kl", "average_kl", "nll"):
+        assert tag in test_events.Tags()["tensors"], tag
 
 
 def test_one_device_and_two_replicas_take_the_same_steps():

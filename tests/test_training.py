@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tfdgm import config as config_lib
+from tfdgm import experiment
 from tfdgm.errors import NonFiniteLossError
 from tfdgm.training import callbacks as cb
 from tfdgm.training.train import train_and_evaluate
@@ -23,9 +23,9 @@ TINY = {
     "name": "tiny",
     "data": {"name": "mnist5k", "binarize": "dynamic", "batch_size": 50, "eval_batch_size": 100,
              "max_examples": 300},
-    "model": {"latent_dim": 4, "encoder": {"name": "mlp", "hidden_units": [32]},
-              "decoder": {"name": "mlp", "hidden_units": [32]}},
-    "objective": {"warmup_epochs": 2},
+    "model": {"name": "vae", "latent_dim": 4, "encoder": {"name": "mlp", "hidden_units": [32]},
+              "decoder": {"name": "mlp", "hidden_units": [32]},
+              "objective": {"warmup_epochs": 2}},
     "optimizer": {"learning_rate": 1e-3},
     "training": {"epochs": 3, "patience": 5},
     "evaluation": {"nll_samples": 50, "nll_chunk": 25, "nll_examples": 100},
@@ -36,7 +36,7 @@ EPOCHS = TINY["training"]["epochs"]
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
-    metrics = train_and_evaluate(config_lib.from_dict(TINY), run_dir)
+    metrics = train_and_evaluate(experiment.from_dict(TINY), run_dir)
     return run_dir, metrics
 
 
@@ -46,7 +46,7 @@ def test_run_directory_holds_everything(finished_run):
                  "interpolation.png", "checkpoints/last.weights.h5",
                  "checkpoints/best.weights.h5", "checkpoints/state.json"):
         assert os.path.exists(os.path.join(run_dir, name)), name
-    assert config_lib.load(os.path.join(run_dir, "config.yaml")) == config_lib.from_dict(TINY)
+    assert experiment.load_config(os.path.join(run_dir, "config.yaml")) == experiment.from_dict(TINY)
     with open(os.path.join(run_dir, "metrics.json")) as f:
         saved = json.load(f)
     assert saved == metrics
@@ -55,25 +55,32 @@ def test_run_directory_holds_everything(finished_run):
     assert len(saved["kl_per_dimension"]) == 4 and 0 <= saved["active_units"] <= 4
 
 
-def test_tensorboard_has_every_tag_with_one_point_per_epoch(finished_run):
-    run_dir, _ = finished_run
-    events = EventAccumulator(os.path.join(run_dir, "logs"),
-                              size_guidance={"tensors": 0, "images": 0})
+def _events(run_dir, phase):
+    events = EventAccumulator(os.path.join(run_dir, "logs", phase),
+                              size_guidance={"tensors": 0, "images": 0, "histograms": 0})
     events.Reload()
-    tags = events.Tags()
-    per_epoch = ["train/elbo", "train/reconstruction", "train/kl", "train/loss",
-                 "validation/elbo", "validation/reconstruction", "validation/kl", "beta",
-                 "learning_rate", "examples_per_second", "active_units",
-                 "kl_per_dimension/z0", "kl_per_dimension/z3", "images/samples",
-                 "images/reconstructions", "images/interpolation"]
-    for tag in per_epoch:
-        assert tag in tags["tensors"], tag
-        assert len(events.Tensors(tag)) == EPOCHS, tag
-    betas = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("beta")]
+    return events
+
+
+def test_tensorboard_overlays_train_and_validation_with_one_point_per_epoch(finished_run):
+    run_dir, _ = finished_run
+    train, validation, test = (_events(run_dir, phase) for phase in ("train", "validation", "test"))
+    metrics = ["elbo", "reconstruction", "kl", "loss"]
+    for events, tags in ((train, metrics + ["beta", "learning_rate", "examples_per_second",
+                                            "active_units", "kl_per_dimension",
+                                            "images/samples", "images/reconstructions",
+                                            "images/interpolation"]),
+                         (validation, metrics)):
+        for tag in tags:
+            assert tag in events.Tags()["tensors"], tag
+            assert len(events.Tensors(tag)) == EPOCHS, tag
+    betas = [float(tf.make_ndarray(e.tensor_proto)) for e in train.Tensors("beta")]
     assert betas == [0.0, 0.5, 1.0]
-    assert len(events.Tensors("test/nll")) == 1
-    assert "_hparams_/session_start_info" in tags["tensors"]
-    grid = tf.make_ndarray(events.Tensors("images/samples")[0].tensor_proto)
+    kl = tf.make_ndarray(train.Tensors("kl_per_dimension")[-1].tensor_proto)
+    assert kl.ndim == 2 and kl.shape[1] == 3  # a histogram: [buckets, (left, right, count)]
+    assert len(test.Tensors("nll")) == 1
+    assert "_hparams_/session_start_info" in train.Tags()["tensors"]
+    grid = tf.make_ndarray(train.Tensors("images/samples")[0].tensor_proto)
     assert grid.shape[0] == 3  # width, height, one PNG-encoded grid
 
 
@@ -81,7 +88,7 @@ def test_rerun_resumes_instead_of_starting_over(finished_run):
     run_dir, _ = finished_run
     with open(os.path.join(run_dir, "checkpoints", "state.json")) as f:
         before = json.load(f)
-    config = config_lib.from_dict({**TINY, "training": {**TINY["training"], "epochs": EPOCHS + 1}})
+    config = experiment.from_dict({**TINY, "training": {**TINY["training"], "epochs": EPOCHS + 1}})
     metrics = train_and_evaluate(config, run_dir)
     with open(os.path.join(run_dir, "checkpoints", "state.json")) as f:
         after = json.load(f)
@@ -91,7 +98,7 @@ def test_rerun_resumes_instead_of_starting_over(finished_run):
 
 def test_rerun_with_a_different_experiment_is_refused(finished_run):
     run_dir, _ = finished_run
-    config = config_lib.from_dict({**TINY, "model": {**TINY["model"], "latent_dim": 5}})
+    config = experiment.from_dict({**TINY, "model": {**TINY["model"], "latent_dim": 5}})
     with pytest.raises(Exception, match="different config .*model.latent_dim"):
         train_and_evaluate(config, run_dir)
 
@@ -117,8 +124,8 @@ def test_nan_stops_training_naming_step_and_term_and_keeps_the_checkpoint(tmp_pa
     model = small_vae()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     state = cb.RunState()
-    callbacks = [cb.NonFiniteGuard(str(tmp_path)), _Poison(epoch=1, batch=2),
-                 cb.RunCheckpointer(str(tmp_path), state, patience=10, warmup_epochs=0)]
+    callbacks = [cb.NonFiniteGuard(str(tmp_path), model.watched_terms), _Poison(epoch=1, batch=2),
+                 cb.RunCheckpointer(str(tmp_path), state, patience=10, monitor=model.monitor)]
     images = random_images(128)
     with pytest.raises(NonFiniteLossError) as error:
         model.fit(images, batch_size=32, epochs=3, callbacks=callbacks, verbose=0)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfdgm import config as config_lib
+from tfdgm import experiment
 from tfdgm import export
 from tfdgm.models.vae.posteriors import Posterior
 from tfdgm.models.vae.vamp_prior import VampPrior, clip_straight_through
@@ -147,7 +147,7 @@ def test_initialize_pseudo_inputs_from_training_images():
 
 
 def _config(prior, posterior=None):
-    model = {"latent_dim": 3, "prior": prior}
+    model = {"name": "vae", "latent_dim": 3, "prior": prior}
     if posterior:
         model["posterior"] = posterior
     return {"data": {"name": "mnist5k", "binarize": "dynamic"}, "model": model}
@@ -160,20 +160,20 @@ class _NoLogProbPosterior(Posterior):
 
 
 def test_config_validation():
-    config = config_lib.from_dict(_config({"name": "vamp_prior", "num_components": 7}))
+    config = experiment.from_dict(_config({"name": "vamp_prior", "num_components": 7}))
     assert config.model.prior["num_components"] == 7
     for prior, message in [({"name": "vamp_prior", "num_components": 0}, "num_components"),
                            ({"name": "vamp_prior", "init": "zeros"}, "init: 'zeros' is not one"),
                            ({"name": "vamp_prior", "components": 3}, "Did you mean"),
                            ({"name": "vamp_prior", "latent_dim": 3}, "no option 'latent_dim'")]:
         with pytest.raises(ConfigError, match=message):
-            config_lib.from_dict(_config(prior))
+            experiment.from_dict(_config(prior))
     with pytest.raises(ConfigError, match="needs log_prob"):
-        config_lib.from_dict(_config({"name": "vamp_prior"},
+        experiment.from_dict(_config({"name": "vamp_prior"},
                                      {"name": "test_posterior_without_log_prob"}))
     with pytest.raises(ConfigError, match="free_bits"):
-        config_lib.from_dict({**_config({"name": "vamp_prior"}),
-                              "objective": {"free_bits": 0.1}})
+        raw = _config({"name": "vamp_prior"})
+        experiment.from_dict({**raw, "model": {**raw["model"], "objective": {"free_bits": 0.1}}})
 
 
 def test_saving_restores_the_pseudo_inputs(tmp_path):

@@ -41,7 +41,7 @@ def _parser():
             command.add_argument("-n", "--num", type=int, default=64)
             command.add_argument("--temperature", type=float, default=1.0,
                                  help="sampling temperature T > 0 as the model family defines "
-                                      "it (a VAE: its prior's Gaussian noise from N(0, T^2 I))")
+                                      "it (for latent-variable models: latent noise from N(0, T^2 I))")
             command.add_argument("--out", help="PNG path (default: <run>/samples_<n>.png)")
             command.add_argument("--seed", type=int, default=0)
         if name == "export":

@@ -35,11 +35,11 @@ def model_class(config: Config):
     return MODELS.get(name, "model.name")
 
 
-def _optimizers(family, raw: Any):
+def _optimizers(family, options, raw: Any):
     """One `OptimizerConfig` (a single role) or `{role: OptimizerConfig}` (several), over the
-    family's `default_optimizers`."""
+    family's defaults for its resolved `options`."""
     roles = family.optimizer_roles
-    defaults = getattr(family, "default_optimizers", {})
+    defaults = family.default_optimizers_for(options)
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"optimizer: expected a mapping like {{name: adam, learning_rate: "
                           f"1e-3}}, got {raw!r}.")
@@ -80,10 +80,11 @@ def resolve(config: Config) -> Config:
     elif isinstance(optimizer, Mapping) and any(isinstance(v, OptimizerConfig)
                                                 for v in optimizer.values()):
         optimizer = {k: dataclasses.asdict(v) for k, v in optimizer.items()}
+    options = build_section(family.Options, spec, "model")
     config = dataclasses.replace(
         config,
-        model=build_section(family.Options, spec, "model"),
-        optimizer=_optimizers(family, optimizer),
+        model=options,
+        optimizer=_optimizers(family, options, optimizer),
         evaluation=build_section(family.EvaluationOptions, evaluation, "evaluation"))
     family.check_config(config, dataset_info(config.data))
     return config

@@ -85,6 +85,11 @@ class Registry:
     def build(self, spec: Mapping[str, Any], where: str, **injected) -> Any:
         """Builds the component described by `spec = {'name': ..., **options}`.
 
+        Options that do not bind to the constructor's signature (a missing required option) are
+        a `ConfigError`; errors raised inside the constructor are not caught: a component
+        checks its option values itself (raising `ConfigError`, e.g. in `validate_options`),
+        and anything else is a programming error that must surface with its traceback.
+
         Args:
             spec: a mapping with a `name` key and the component's options.
             where: the config path of `spec`, used in error messages (e.g. `"model.posterior"`).
@@ -100,14 +105,16 @@ class Registry:
             raise ConfigError(f"{where}: {', '.join(sorted(overlap))} set by the library "
                               f"(e.g. from model.latent_dim or the dataset); remove it here.")
         self.check_options(name, options, where, injected)
+        factory = self._entries[name]
         accepted = self.accepted_options(name)
         injected = {k: v for k, v in injected.items() if k in accepted}
-        try:
-            return self._entries[name](**options, **injected)
-        except (TypeError, ValueError) as error:
-            if isinstance(error, ConfigError):
-                raise
-            raise ConfigError(f"{where}: invalid options for {self.kind} '{name}': {error}") from error
+        target = factory.__init__ if inspect.isclass(factory) else factory
+        try:  # only the binding of the config's options is the user's mistake
+            inspect.signature(target).bind(*(() if not inspect.isclass(factory) else (None,)),
+                                           **options, **injected)
+        except TypeError as error:
+            raise ConfigError(f"{where}: invalid options for {self.kind} '{name}': {error}") from None
+        return factory(**options, **injected)
 
 
 ENCODERS = Registry("encoder")

@@ -12,6 +12,7 @@ What a family declares on the class, read before any data is loaded or graph is 
     EvaluationOptions    dataclass of the config's `evaluation:` section
     optimizer_roles      one optimizer per role; `("model",)` reads `optimizer: {name: ...}`,
                          several roles read `optimizer: {<role>: {name: ...}, ...}`
+    default_optimizers_for(options)   the defaults under that section (from the paper)
     data_kinds           the `DatasetInfo.kind`s the family models (`binary`, `grey`, `points`)
     check_config(config, info)   the family's own constraints (raise `ConfigError`)
     from_experiment(config, info) the unbuilt model of a resolved config
@@ -144,6 +145,13 @@ class GenerativeModel(keras.Model):
                 f"but dataset '{info.name}' is {info.kind}; choose another data.name or model.")
 
     @classmethod
+    def default_optimizers_for(cls, options) -> Dict[str, Dict[str, Any]]:
+        """`{role: {name: ..., learning_rate: ..., ...}}` under the config's `optimizer:` section,
+        given the family's resolved `model:` options (a GAN's depend on its loss); default: the
+        class attribute `default_optimizers`."""
+        return dict(getattr(cls, "default_optimizers", {}))
+
+    @classmethod
     def from_experiment(cls, config, info) -> "GenerativeModel":
         """The unbuilt model of the resolved `config` for data described by `info`."""
         raise NotImplementedError(f"{cls.__name__} must implement from_experiment")
@@ -174,7 +182,10 @@ class GenerativeModel(keras.Model):
             return
         for role in self.optimizer_roles:
             setattr(self, f"{role}_optimizer", optimizers[role])
-        self.compile(jit_compile=jit_compile)
+        # Keras needs an `optimizer` (it would install a default RMSprop over every variable):
+        # the first role's, with every optimizer built on its own variables now.
+        self.compile(optimizer=optimizers[self.optimizer_roles[0]], jit_compile=jit_compile)
+        self.build_optimizers()
 
     @property
     def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:

@@ -19,7 +19,6 @@ from typing import Dict, List, Optional
 import keras
 
 from tfdgm.errors import NonFiniteLossError
-from tfdgm.models.vae.objectives import linear_warmup
 
 STATE_FILE = "state.json"
 LAST = "last.weights.h5"

@@ -102,18 +102,31 @@ def restore(model: keras.Model, path: str) -> None:
     model.load_weights(path)
 
 
+def load_training_datasets(config, first_epoch: int):
+    """The run's datasets with a training stream that starts at `first_epoch` (0 for a fresh
+    run, the epochs done for a resumed one): batch g of the stream is a function of the seed
+    and g alone, so a resumed run sees exactly the batches (order and dynamic-binarization
+    draws) an uninterrupted run would. The stream is infinite: `fit` takes `steps_per_epoch`."""
+    steps = config.training.steps_per_epoch
+    if steps is None:
+        return load_datasets(config.data, seed=config.seed, initial_epoch=first_epoch)
+    return load_datasets(config.data, seed=config.seed, initial_step=first_epoch * steps)
+
+
 def fit(model, strategy, datasets, config, callbacks, initial_epoch):
     """Runs the epochs with `model.fit`, or with the custom loop under multi-worker training
-    (Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy`, keras#20585)."""
+    (Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy`, keras#20585), over the
+    infinite stream of `load_training_datasets`, `steps_per_epoch` batches an epoch."""
     training = config.training
+    steps_per_epoch = training.steps_per_epoch or datasets.steps_per_epoch
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         from tfdgm.training.loop import custom_fit
         return custom_fit(model, strategy, datasets.train, datasets.validation,
                           epochs=training.epochs, initial_epoch=initial_epoch,
-                          steps_per_epoch=training.steps_per_epoch, callbacks=callbacks)
+                          steps_per_epoch=steps_per_epoch, callbacks=callbacks)
     return model.fit(datasets.train, validation_data=datasets.validation,
                      epochs=training.epochs, initial_epoch=initial_epoch,
-                     steps_per_epoch=training.steps_per_epoch, callbacks=callbacks, verbose=1)
+                     steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=1)
 
 
 def train_and_evaluate(config: config_lib.Config, run_dir: str,
@@ -133,8 +146,8 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     if chief:
         config_lib.dump(config, run.config)
 
-    datasets = load_datasets(config.data, seed=config.seed)
     state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
+    datasets = load_training_datasets(config, first_epoch=state.epochs_done if state else 0)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)  # the same config, the same initial weights
         model = experiment.build_model(config, datasets.info)

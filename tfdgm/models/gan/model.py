@@ -85,9 +85,22 @@ class GAN(GenerativeModel):
     optimizer_roles = ("generator", "discriminator")
     default_optimizers = {role: {"name": "adam", "learning_rate": 2e-4, "beta_1": 0.5}
                           for role in ("generator", "discriminator")}
+    PAPER_OPTIMIZERS = {
+        "wgan": {"name": "rmsprop", "learning_rate": 5e-5},                  # Arjovsky et al.
+        "wgan_gp": {"name": "adam", "learning_rate": 1e-4, "beta_1": 0.0,    # Gulrajani et al.
+                    "beta_2": 0.9},
+    }
+    """Each loss's paper optimizer (both players); the others use DCGAN's Adam 2e-4, 0.5."""
     data_kinds = ("binary", "grey", "points")
     serving_default = "generate"
     tflite_signatures = ("generate",)
+
+    @classmethod
+    def default_optimizers_for(cls, options):
+        optimizer = cls.PAPER_OPTIMIZERS.get(getattr(options, "loss", None))
+        if optimizer is None:
+            return super().default_optimizers_for(options)
+        return {role: dict(optimizer) for role in cls.optimizer_roles}
 
     def __init__(self, generator, discriminator, image_shape, latent_dim,
                  loss="non_saturating", n_critic=1, clip_value=0.01, gradient_penalty=10.0,

@@ -13,8 +13,8 @@ model:
   spectral_norm: false
 ```
 
-Paper defaults (the optimizers are given per role in the config's `optimizer:` section; the
-family's built-in default is DCGAN's):
+Paper defaults (the optimizers are the defaults of the config's `optimizer:` section, per loss,
+`GAN.default_optimizers_for`; each role can still be overridden there):
 
 ```none
 loss              optimizer (both players)               n_critic  other
