@@ -11,6 +11,7 @@ from tfdgm.models.base import GenerativeModel, Monitor, Signature
 from tfdgm.models import vae  # noqa: F401  (registers vae, hvae)
 from tfdgm.models import gan  # noqa: F401  (registers gan, bigan)
 from tfdgm.models import ebm  # noqa: F401  (registers rbm, dbn)
+from tfdgm.models import flows  # noqa: F401  (registers glow, realnvp, maf)
 from tfdgm.models.vae import VAE, HierarchicalVAE
 
 __all__ = ["GenerativeModel", "HierarchicalVAE", "Monitor", "Signature", "VAE"]
