@@ -37,7 +37,7 @@ def _model(name, lr=1e-3, **kwargs):
     keras.utils.set_random_seed(0)
     model = TINY[name](**kwargs)
     model.build()
-    model.compile(optimizer=keras.optimizers.Adam(lr))
+    model.compile(optimizer=keras.optimizers.Adam(lr), run_eagerly=True)  # tracing is slower
     return model
 
 
@@ -120,7 +120,7 @@ def test_actnorm_initialization_survives_save_and_load(tmp_path):
         np.testing.assert_array_equal(layer.log_scale.numpy(), log_scale)
 
 
-@pytest.mark.parametrize("name", ["glow", "maf"])
+@pytest.mark.parametrize("name", ["glow"])
 def test_export_parity_and_training_after_export(name, tmp_path):
     model = _model(name)
     model.train_on_batch(_images(16))
@@ -147,7 +147,7 @@ def test_export_parity_and_training_after_export(name, tmp_path):
 
 
 def _config(**overrides):
-    raw = {"name": "flow", "data": {"name": "mnist5k", "max_examples": 200, "batch_size": 50,
+    raw = {"name": "flow", "data": {"name": "mnist5k", "max_examples": 100, "batch_size": 50,
                                     "eval_batch_size": 100},
            "model": {"name": "glow", "num_levels": 2, "num_steps": 2, "hidden_channels": 8,
                      **VARIATIONAL},

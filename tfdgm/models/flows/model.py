@@ -74,6 +74,8 @@ class DensityFlow(GenerativeModel):
     default_optimizers = {"model": {"name": "adam", "learning_rate": 1e-3}}
     serving_default = "log_prob"
     tflite_signatures = ("generate", "decode")
+    trace_sampler = False
+    """Whether `sample` traces `generate` first (MAF's `D`-step loop), or runs it eagerly."""
 
     def __init__(self, image_shape, n_bits=8, dequantization="uniform", dequantization_steps=4,
                  dequantization_hidden=32, logit_alpha=0., temperatures=TEMPERATURES, seed=0,
@@ -362,7 +364,9 @@ class DensityFlow(GenerativeModel):
         `eps ~ N(0, I)` from `seed` (the base and split-prior noise is `N(0, T^2 I)`)."""
         temperature = check_temperature(temperature)
         eps = tf.random.stateless_normal([num, self.noise_dim], [seed, 0])
-        return tf.function(self.generate, autograph=False)(eps * temperature).numpy()
+        generate = tf.function(self.generate, autograph=False) if self.trace_sampler else \
+            self.generate
+        return generate(eps * temperature).numpy()
 
     # Training -----------------------------------------------------------------------------------
 
@@ -563,6 +567,7 @@ class MAF(DensityFlow):
     """
 
     Options = MAFOptions
+    trace_sampler = True
 
     def __init__(self, image_shape, num_flows=5, hidden_units=(1024,), activation="relu",
                  log_scale_bound=3.0, **kwargs):
