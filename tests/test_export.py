@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -311,18 +312,215 @@ def test_full_covariance_posterior_exports_its_generator_to_tflite(tmp_path):
 
 # Serving config and client -----------------------------------------------------------------------
 
-def test_models_config_points_at_the_export_layout():
+def parse_models_config(path):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
-    config = text_format.Parse((ROOT / "export" / "models.config").read_text(),
-                               model_server_config_pb2.ModelServerConfig())
-    (model,) = config.model_config_list.config
-    assert model.name == "vae"
-    assert model.base_path == "/models/vae"
-    assert model.model_platform == "tensorflow"
+    return text_format.Parse(Path(path).read_text(), model_server_config_pb2.ModelServerConfig())
+
+
+def test_shipped_models_config_is_what_the_quickstart_export_writes(exported, tmp_path):
+    """export/models.config serves what `make export` writes for the quickstart (and is the file
+    `write_models_config` gives for an export base holding `quickstart/1/`)."""
+    (model,) = parse_models_config(ROOT / "export" / "models.config").model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == (
+        "quickstart", "/models/quickstart", "tensorflow")
     # base_path is the model directory (<export_base>/<model_name>), never a version directory.
     assert Path(model.base_path).name == model.name
+    shutil.copytree(exported, tmp_path / "quickstart" / "1")
+    written = export.write_models_config(str(tmp_path))
+    assert Path(written).read_text() == (ROOT / "export" / "models.config").read_text()
+
+
+def test_models_config_lists_every_exported_model_and_keeps_edits(exported, tmp_path):
+    shutil.copytree(exported, tmp_path / "vae" / "1")
+    shutil.copytree(exported, tmp_path / "other" / "3")
+    (tmp_path / "other" / ".tmp-4-x").mkdir()  # a staging folder of an export in progress
+    (tmp_path / "__pycache__").mkdir()  # not a model: no numeric folder with a saved_model.pb
+    (tmp_path / "other-3.tflite").write_bytes(b"")
+    path = export.write_models_config(str(tmp_path))
+    assert path == str(tmp_path / "models.config")
+    entries = parse_models_config(path).model_config_list.config
+    assert [(e.name, e.base_path, e.model_platform) for e in entries] == [
+        ("other", "/models/other", "tensorflow"), ("vae", "/models/vae", "tensorflow")]
+
+    # A user pins a version of one model and adds a model served from elsewhere; then the other
+    # model's folder goes away and the config is rewritten.
+    edited = parse_models_config(path)
+    edited.model_config_list.config[1].model_version_policy.specific.versions.append(1)
+    edited.model_config_list.config.add(name="external", base_path="/data/external",
+                                        model_platform="tensorflow")
+    from google.protobuf import text_format
+    Path(path).write_text(text_format.MessageToString(edited))
+    shutil.rmtree(tmp_path / "other")
+    entries = parse_models_config(export.write_models_config(str(tmp_path))).model_config_list
+    assert [e.name for e in entries.config] == ["vae", "external"]
+    assert list(entries.config[0].model_version_policy.specific.versions) == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "__pycache__", "models.config", "other-3.tflite", "vae"]
+
+    Path(path).write_text("model_config_list { config { nmae: 'x' } }")
+    with pytest.raises(export.ExportError, match="not a text-format ModelServerConfig"):
+        export.write_models_config(str(tmp_path))
+
+
+# Warm-up requests and versions -------------------------------------------------------------------
+
+def test_warmup_requests_parse_and_replay_on_every_signature(bernoulli_vae, exported, loaded):
+    """assets.extra/tf_serving_warmup_requests holds one PredictionLog per signature, whose
+    request runs on the loaded SavedModel as TF Serving replays it: finite outputs of the batch
+    written, equal to the Keras model."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = Path(exported) / "assets.extra" / "tf_serving_warmup_requests"
+    records = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+    logs = [prediction_log_pb2.PredictionLog.FromString(record) for record in records]
+    assert [log.WhichOneof("log_type") for log in logs] == ["predict_log"] * len(logs)
+    names = [log.predict_log.request.model_spec.signature_name for log in logs]
+    assert sorted(names) == sorted(SIGNATURES + ("serving_default",))
+    assert set(names) == set(loaded.signatures)
+    assert export.read_warmup_requests(exported) == logs
+    for log in logs:
+        request = log.predict_log.request
+        assert request.model_spec.name == "vae"
+        (key,) = request.inputs
+        value = tf.make_ndarray(request.inputs[key])
+        assert value.dtype == np.float32 and value.shape[0] == 2
+        outputs = loaded.signatures[request.model_spec.signature_name](x=tf.constant(value)) \
+            if key == "x" else loaded.signatures[request.model_spec.signature_name](
+                **{key: tf.constant(value)})
+        (got,) = outputs.values()
+        got = got.numpy()
+        assert got.shape[0] == 2 and np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, keras_reference(
+            bernoulli_vae, request.model_spec.signature_name, value), atol=ATOL, rtol=ATOL)
+    # Image requests are valid images: pixels in [0, 1].
+    images = [tf.make_ndarray(log.predict_log.request.inputs["x"]) for log in logs
+              if "x" in log.predict_log.request.inputs]
+    assert images and all(0.0 <= image.min() and image.max() <= 1.0 for image in images)
+    assert export.replay_warmup_requests(loaded, exported) == names
+
+
+def test_a_failing_warmup_request_is_caught(bernoulli_vae, exported, tmp_path):
+    """verify_saved_model replays the warm-up file: a request for a signature the SavedModel
+    lacks, or a missing one, is an ExportError."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    copy = tmp_path / "1"
+    shutil.copytree(exported, copy)
+    logs = export.read_warmup_requests(str(copy))
+    logs[0].predict_log.request.model_spec.signature_name = "nope"
+    with tf.io.TFRecordWriter(str(copy / "assets.extra" / "tf_serving_warmup_requests")) as w:
+        for log in logs:
+            w.write(log.SerializeToString())
+    with pytest.raises(export.ExportError, match="unknown signature 'nope'"):
+        export.verify_saved_model(bernoulli_vae, str(copy))
+    with tf.io.TFRecordWriter(str(copy / "assets.extra" / "tf_serving_warmup_requests")) as w:
+        w.write(prediction_log_pb2.PredictionLog(predict_log=logs[1].predict_log)
+                .SerializeToString())
+    with pytest.raises(export.ExportError, match="has no request for"):
+        export.verify_saved_model(bernoulli_vae, str(copy))
+
+
+def test_version_auto_is_the_next_free_version(bernoulli_vae, exported, tmp_path):
+    base = str(tmp_path)
+    assert export.next_version(base, "vae") == 1
+    assert export.resolve_version("auto", base, "vae") == 1
+    shutil.copytree(exported, tmp_path / "vae" / "1")
+    (tmp_path / "vae" / "5").mkdir()
+    (tmp_path / "vae" / ".tmp-9-abc").mkdir()  # staging: not a version
+    (tmp_path / "vae" / "7.txt").write_text("")
+    assert export.next_version(base, "vae") == 6
+    (tmp_path / "vae-8.tflite").write_bytes(b"")  # a TFLite version counts as taken too
+    assert export.next_version(base, "vae") == 9
+    assert export.next_version(base, "va") == 1
+    assert export.resolve_version("3", base, "vae") == 3
+    for bad in ("latest", "0", "-2", 0, 2.0, None):
+        with pytest.raises(export.ExportError, match="positive integer or 'auto'"):
+            export.resolve_version(bad, base, "vae")
+    shutil.rmtree(tmp_path / "vae" / "5")
+    path = export.export_saved_model(bernoulli_vae, base, "vae", "auto", verify=False)
+    assert path == str(tmp_path / "vae" / "9")
+    assert export.read_warmup_requests(path)
+
+
+def test_tflite_is_versioned_and_never_silently_replaced(bernoulli_vae, tflite_path, tmp_path):
+    assert export.tflite_path("export", "quickstart", 3) == os.path.join("export",
+                                                                         "quickstart-3.tflite")
+    before = Path(tflite_path).read_bytes()
+    with pytest.raises(export.ExportError, match="exists.*--overwrite"):
+        export.export_tflite(bernoulli_vae, tflite_path)
+    assert Path(tflite_path).read_bytes() == before
+    # export_model checks both targets before writing either: no SavedModel of version 2 appears.
+    shutil.copy(tflite_path, tmp_path / "vae-2.tflite")
+    with pytest.raises(export.ExportError, match="vae-2.tflite exists"):
+        export.export_model(bernoulli_vae, str(tmp_path), "vae", 2)
+    assert not (tmp_path / "vae").exists()
+
+
+def _tiny_run(run_dir):
+    """A run directory (config.yaml and a best checkpoint) of a small MLP VAE, without
+    training: the checkpoint holds perturbed initial weights."""
+    import yaml
+
+    from tfdgm import experiment
+    from tfdgm.data import dataset_info
+    from tfdgm.training import callbacks
+    from tfdgm.training.train import Run, make_optimizers
+
+    raw = {"name": "tiny",
+           "data": {"name": "mnist5k", "binarize": "dynamic", "batch_size": 50,
+                    "max_examples": 300},
+           "model": {"name": "vae", "latent_dim": LATENT_DIM,
+                     "encoder": {"name": "mlp", "hidden_units": [16]},
+                     "decoder": {"name": "mlp", "hidden_units": [16]}}}
+    run = Run(str(run_dir))
+    os.makedirs(run.checkpoints)
+    Path(run.config).write_text(yaml.safe_dump(raw))
+    config = experiment.load_config(run.config)
+    model = experiment.build_model(config, dataset_info(config.data))
+    model.compile_for_training(make_optimizers(model, config.optimizer))
+    model.build_optimizers()
+    perturb(model, seed=12)
+    callbacks.save_weights_atomically(model, run.checkpoint("best"))
+    return model
+
+
+def test_cli_export_versions_config_and_instructions(tmp_path, capsys):
+    from tfdgm.__main__ import main
+
+    model = _tiny_run(tmp_path / "run")
+    base = tmp_path / "export"
+    command = ["export", "--run", str(tmp_path / "run"), "--base-dir", str(base)]
+    assert main(command + ["--version", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert (base / "tiny" / "1" / "saved_model.pb").is_file()
+    assert (base / "tiny" / "1" / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    assert (base / "tiny-1.tflite").is_file()
+    (entry,) = parse_models_config(base / "models.config").model_config_list.config
+    assert (entry.name, entry.base_path) == ("tiny", "/models/tiny")
+    # The signatures written, with their inputs and outputs, and how to serve and call them.
+    assert re.search(r"generate +eps float32 \[B, 4\]  ->  x_mean float32 \[B, 28, 28, 1\]", out)
+    assert re.search(r"serving_default +x float32 \[B, 28, 28, 1\]  ->  x_mean", out)
+    docker = next(line for line in out.splitlines() if "docker run" in line)
+    assert f"source={base},target=/models" in docker and "tensorflow/serving" in docker
+    assert "--model_config_file=/models/models.config" in docker
+    curl = next(line for line in out.splitlines() if line.strip().startswith("curl"))
+    assert "http://localhost:8501/v1/models/tiny:predict" in curl
+    body = json.loads(curl.split("-d '", 1)[1].rstrip("'"))
+    assert body["signature_name"] == "generate"
+    (instance,) = body["instances"]
+    assert len(instance["eps"]) == model.noise_dim
+
+    assert main(command + ["--version", "1"]) == 2  # the SavedModel exists
+    assert "--version auto" in capsys.readouterr().err
+    shutil.rmtree(base / "tiny" / "1")
+    assert main(command + ["--version", "1"]) == 2  # the TFLite file of version 1 still exists
+    assert "tiny-1.tflite exists" in capsys.readouterr().err
+    assert not (base / "tiny" / "1").exists()
+    assert main(command + ["--version", "latest"]) == 2
+    assert "positive integer or 'auto'" in capsys.readouterr().err
+    assert export.next_version(str(base), "tiny") == 2
 
 
 def test_client_builds_predict_request():

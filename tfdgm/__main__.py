@@ -46,9 +46,12 @@ def _parser():
             command.add_argument("--seed", type=int, default=0)
         if name == "export":
             command.add_argument("--base-dir", help="export base directory (config export.base_dir)")
-            command.add_argument("--version", type=int, help="model version (config export.version)")
+            command.add_argument("--version", metavar="N|auto",
+                                 help="model version, or 'auto' for the next free one (one "
+                                      "above the highest present; config export.version)")
             command.add_argument("--overwrite", action="store_true",
-                                 help="replace an existing export of the same version")
+                                 help="replace an existing export (SavedModel and .tflite) of "
+                                      "the same version")
     return parser
 
 
@@ -121,16 +124,16 @@ def main(argv=None) -> int:
             save_png(tile(samples), out)
             print(f"Wrote {args.num} samples (temperature {temperature:g}) to {out}")
         elif args.command == "export":
-            from tfdgm.export import export_saved_model, export_tflite
+            from tfdgm.export import export_model, resolve_version, serving_instructions
 
             config, run, model = _load_run(args)
             base = args.base_dir or config.export.base_dir
-            version = args.version if args.version is not None else config.export.version
-            path = export_saved_model(model, base, config.name, version, overwrite=args.overwrite)
-            print(f"SavedModel (TF Serving layout, checked against Keras): {path}")
-            if config.export.tflite and model.tflite_signatures:
-                tflite = export_tflite(model, os.path.join(base, f"{config.name}.tflite"))
-                print(f"TFLite ({', '.join(model.tflite_signatures)}): {tflite}")
+            version = resolve_version(
+                args.version if args.version is not None else config.export.version,
+                base, config.name)
+            exported = export_model(model, base, config.name, version,
+                                    tflite=config.export.tflite, overwrite=args.overwrite)
+            print(serving_instructions(model, exported, base))
     except TfdgmError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -26,21 +26,58 @@ model server polling `<export_base>/<model_name>` never loads half a model. Afte
 SavedModel is loaded back and every signature is compared with the Keras model
 (`verify_saved_model`).
 
+TF Serving conventions the export follows:
+
+* Warm-up: each version holds `assets.extra/tf_serving_warmup_requests`, a TFRecord file of
+  `tensorflow.serving.PredictionLog`s, one `predict_log` per signature (`serving_default`
+  included) on a small batch of valid inputs (`Signature.example_inputs`). The server replays
+  them while loading the version, so the first client request does not pay for graph
+  initialization. They are written inside the staging directory, before the rename, and replayed
+  against the loaded SavedModel by `verify_saved_model`.
+* Versions: `version="auto"` is the next free version (`next_version`: one above the highest
+  numeric folder, or TFLite file, of the model; 1 if none).
+* TFLite files are versioned like the SavedModel, beside the model's folder:
+  `<export_base>/<model_name>-<version>.tflite` (`tflite_path`; outside `<model_name>/`, so the
+  model server polling that folder sees version folders only). An existing file is replaced only
+  with `overwrite=True`.
+* `<export_base>/models.config` (`write_models_config`) is a text-format
+  `tensorflow.serving.ModelServerConfig` listing every model folder of the export base, with
+  `base_path: "/models/<model_name>"`: the path inside the serving container, where
+  `<export_base>` is mounted at `/models`. Entries a user added or edited are kept.
+
+`export_model` does all of it (the `python -m tfdgm export` command) and `serving_instructions`
+says how to serve the result.
+
 The TFLite file holds the `tflite_signatures`, converted with the TFLite builtin op set alone
 (the Python runtime has no Flex delegate): stateless random ops, Cholesky,
 MatrixTriangularSolve, LogMatrixDeterminant and Erfinv have no builtin kernels, which is why the
 encoder side of a VAE stays on the server.
 """
 
+import dataclasses
+import json
 import os
+import re
+import shlex
 import shutil
 import tempfile
+from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfdgm.errors import TfdgmError
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+"""Where TF Serving looks for warm-up requests inside a SavedModel version folder."""
+
+MODELS_CONFIG = "models.config"
+"""The model server configuration written at the top of an export base."""
+
+MOUNT = "/models"
+"""Where the serving container sees the export base (`docker run --mount ...,target=/models`)."""
+
 
 class ExportError(TfdgmError):
     """An export could not be written, or what was written does not reproduce the model."""
@@ -109,7 +146,9 @@ def _keras_outputs(signature, inputs):
 
 def verify_saved_model(model, path: str, batch_size: int = 3, atol: float = 1e-5, seed: int = 0):
     """Loads the SavedModel at `path` and checks every signature against `model` on valid
-    example inputs (`Signature.example_inputs`); raises `ExportError` on a mismatch."""
+    example inputs (`Signature.example_inputs`); if the version holds warm-up requests, replays
+    them (`replay_warmup_requests`) and checks that they cover every signature. Raises
+    `ExportError` on a mismatch."""
     loaded = tf.saved_model.load(path)
     rng = np.random.default_rng(seed)
     for name, signature in _signatures(model).items():
@@ -118,12 +157,147 @@ def verify_saved_model(model, path: str, batch_size: int = 3, atol: float = 1e-5
         inputs = signature.example_inputs(rng, batch_size)
         got = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
         _compare(path, name, got, _keras_outputs(signature, inputs), atol)
+    if os.path.exists(os.path.join(path, WARMUP_FILE)):
+        replayed = replay_warmup_requests(loaded, path)
+        missing = sorted(set(loaded.signatures) - set(replayed))
+        if missing:
+            raise ExportError(f"{os.path.join(path, WARMUP_FILE)} has no request for {missing}.")
+
+
+# Warm-up requests --------------------------------------------------------------------------------
+
+def _serving_apis():
+    """`(predict_pb2, prediction_log_pb2, model_server_config_pb2)` of tensorflow-serving-api."""
+    try:
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+        from tensorflow_serving.config import model_server_config_pb2
+    except ImportError as error:
+        raise ExportError("TF Serving's warm-up requests and models.config are written with the "
+                          "tensorflow-serving-api package: pip install "
+                          "'tensorflow-serving-api==2.*' (`make install` does).") from error
+    return predict_pb2, prediction_log_pb2, model_server_config_pb2
+
+
+def warmup_requests(model, model_name: str, batch_size: int = 2, seed: int = 0) -> list:
+    """TF Serving warm-up requests: a `tensorflow.serving.PredictionLog` per signature.
+
+    Each holds a `predict_log.request` naming `model_name` and the signature (`serving_default`
+    included: the server prepares each signature's graph separately) with `batch_size` valid
+    inputs from `Signature.example_inputs`, as `TensorProto`s of shape `[batch_size, ...]`.
+    """
+    predict_pb2, prediction_log_pb2, _ = _serving_apis()
+    signatures = _signatures(model)
+    names = list(signatures) + (["serving_default"] if model.serving_default else [])
+    rng = np.random.default_rng(seed)
+    logs = []
+    for name in names:
+        signature = signatures[model.serving_default if name == "serving_default" else name]
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = name
+        for key, value in signature.example_inputs(rng, batch_size).items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        logs.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def write_warmup_requests(model, version_dir: str, model_name: str, batch_size: int = 2,
+                          seed: int = 0) -> str:
+    """Writes `warmup_requests(...)` as the TFRecord file `<version_dir>/assets.extra/
+    tf_serving_warmup_requests`, which TF Serving replays when it loads the version."""
+    path = os.path.join(version_dir, WARMUP_FILE)
+    logs = warmup_requests(model, model_name, batch_size, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(version_dir: str) -> list:
+    """The `PredictionLog`s of a version's warm-up file, in the order they were written."""
+    _, prediction_log_pb2, _ = _serving_apis()
+    path = os.path.join(version_dir, WARMUP_FILE)
+    return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(path)]
+
+
+def replay_warmup_requests(loaded, version_dir: str) -> list:
+    """Runs each warm-up request of `version_dir` on `loaded` (its `tf.saved_model.load`) as the
+    server would, and raises `ExportError` unless every output is finite with the request's
+    batch size. Returns the signature names replayed."""
+    names = []
+    for log in read_warmup_requests(version_dir):
+        request = log.predict_log.request
+        name = request.model_spec.signature_name or "serving_default"
+        if name not in loaded.signatures:
+            raise ExportError(f"warm-up request for the unknown signature '{name}' in "
+                              f"{version_dir}.")
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        (batch,) = {value.shape[0] for value in inputs.values()}
+        outputs = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+        for key, value in outputs.items():
+            value = np.asarray(value)
+            if value.shape[:1] != (batch,) or not np.all(np.isfinite(value)):
+                raise ExportError(f"warm-up request '{name}' of {version_dir}: output '{key}' "
+                                  f"is non-finite or not of batch {batch}.")
+        names.append(name)
+    return names
+
+
+# Versions ----------------------------------------------------------------------------------------
+
+def _existing_versions(export_base: str, model_name: str) -> set:
+    """Numeric version folders of `<export_base>/<model_name>` and versions of its TFLite files."""
+    versions = set()
+    model_dir = os.path.join(export_base, model_name)
+    if os.path.isdir(model_dir):
+        versions.update(int(entry) for entry in os.listdir(model_dir)
+                        if re.fullmatch(r"[0-9]+", entry)
+                        and os.path.isdir(os.path.join(model_dir, entry)))
+    pattern = re.compile(re.escape(model_name) + r"-([0-9]+)\.tflite")
+    if os.path.isdir(export_base):
+        versions.update(int(match.group(1)) for match in map(pattern.fullmatch,
+                                                             os.listdir(export_base)) if match)
+    return versions
+
+
+def next_version(export_base: str, model_name: str) -> int:
+    """The next free version of `model_name`: one above the highest numeric folder of
+    `<export_base>/<model_name>` (or `<model_name>-<N>.tflite` file), 1 if there is none."""
+    return max(_existing_versions(export_base, model_name), default=0) + 1
+
+
+def resolve_version(version, export_base: str, model_name: str) -> int:
+    """`version` as a positive int: `"auto"` is `next_version`; a string of digits (the command
+    line) is read as a number. Raises `ExportError` for anything else."""
+    if isinstance(version, str):
+        if version == "auto":
+            return next_version(export_base, model_name)
+        if re.fullmatch(r"[0-9]+", version):
+            version = int(version)
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ExportError(f"version must be a positive integer or 'auto' (the next free one); "
+                          f"TF Serving reads numeric directory names only. Got {version!r}.")
+    return int(version)
+
+
+def tflite_path(export_base: str, model_name: str, version: int) -> str:
+    """`<export_base>/<model_name>-<version>.tflite`, the TFLite file of a version."""
+    return os.path.join(export_base, f"{model_name}-{int(version)}.tflite")
+
+
+def _exists(path):
+    return ExportError(f"{path} exists; export a new version (--version auto or N, or config "
+                       f"export.version; TF Serving switches to the highest one) or replace it "
+                       f"(--overwrite, overwrite=True).")
 
 
 # SavedModel --------------------------------------------------------------------------------------
 
-def export_saved_model(model, export_base: str, model_name: str, version: int,
-                       overwrite: bool = False, verify: bool = True) -> str:
+def export_saved_model(model, export_base: str, model_name: str, version,
+                       overwrite: bool = False, verify: bool = True, warmup: bool = True) -> str:
     """Writes `model` as a SavedModel in TF Serving's layout.
 
     Args:
@@ -132,33 +306,44 @@ def export_saved_model(model, export_base: str, model_name: str, version: int,
         is `<export_base>/<model_name>`).
       model_name: the served model's name (the `name` in `models.config`, the `<name>` in
         `/v1/models/<name>:predict`).
-      version: a positive integer; TF Serving serves the highest version present by default.
+      version: a positive integer (TF Serving serves the highest version present by default), or
+        `"auto"`: `next_version(export_base, model_name)`.
       overwrite: replace an existing version directory (by default that is an error: a model
         server may be serving it).
-
-      verify: load the written SavedModel back and compare every signature with `model`.
+      verify: load the written SavedModel back, compare every signature with `model` and replay
+        the warm-up requests.
+      warmup: write TF Serving warm-up requests (`write_warmup_requests`) into the version.
 
     Returns:
-      The path `<export_base>/<model_name>/<version>`, holding `saved_model.pb`, `variables/` and
-      the model's signatures plus `serving_default`.
+      The path `<export_base>/<model_name>/<version>`, holding `saved_model.pb`, `variables/`,
+      `assets.extra/tf_serving_warmup_requests` and the model's signatures plus
+      `serving_default`.
+
+    Example:
+
+    ```python
+    path = export_saved_model(model, "export", "quickstart", "auto")  # export/quickstart/<N>
+    write_models_config("export")                                     # export/models.config
+    ```
     """
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
-        raise ExportError(f"version must be a positive integer (TF Serving reads numeric "
-                          f"directory names only), got {version!r}.")
+    if isinstance(version, str) and version != "auto":
+        raise ExportError(f"version must be a positive integer or 'auto', got the string "
+                          f"{version!r}.")
     if not model_name or os.sep in model_name or model_name in (".", ".."):
         raise ExportError(f"model_name must be a plain directory name, got {model_name!r}.")
+    version = resolve_version(version, export_base, model_name)
     model_dir = os.path.join(export_base, model_name)
-    target = os.path.join(model_dir, str(int(version)))
+    target = os.path.join(model_dir, str(version))
     if os.path.exists(target) and not overwrite:
-        raise ExportError(f"{target} exists; export a new version number (--version N or "
-                          f"config export.version; TF Serving switches to the highest one) or "
-                          f"replace it (--overwrite, overwrite=True).")
+        raise _exists(target)
     os.makedirs(model_dir, exist_ok=True)
     archive = build_export_archive(model)
     # A non-numeric name is invisible to TF Serving's version polling until the rename.
-    staging = tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=model_dir)
+    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
     try:
         archive.write_out(staging, verbose=False)
+        if warmup:
+            write_warmup_requests(model, staging, model_name)
         if verify:
             verify_saved_model(model, staging)
         if os.path.exists(target):
@@ -261,7 +446,7 @@ def verify_tflite(model, path: str, batch_size: int = 3, atol: float = 1e-4, see
         _compare(path, name, got, _keras_outputs(signatures[name], inputs), atol)
 
 
-def export_tflite(model, path: str, verify: bool = True) -> str:
+def export_tflite(model, path: str, verify: bool = True, overwrite: bool = False) -> str:
     """Writes the `model.tflite_signatures` of `model` as a TFLite file.
 
     The model is exported to a temporary SavedModel with just those endpoints (through
@@ -272,6 +457,8 @@ def export_tflite(model, path: str, verify: bool = True) -> str:
       model: a `tfdgm.models.base.GenerativeModel` with `tflite_signatures`.
       path: the .tflite file to write (parent directories are created).
       verify: check the written file with `verify_tflite` (weights present, outputs match).
+      overwrite: replace an existing file (by default that is an error: a device build may ship
+        it; `tflite_path` names a new file per version).
 
     Returns:
       `path`.
@@ -280,6 +467,8 @@ def export_tflite(model, path: str, verify: bool = True) -> str:
     if not names:
         raise ExportError(f"model '{model.name}' declares no TFLite signatures; set "
                           f"export.tflite=false.")
+    if os.path.exists(path) and not overwrite:
+        raise _exists(path)
     archive = build_export_archive(model, names, serving_default=None)
     with tempfile.TemporaryDirectory(prefix="tfdgm-tflite-") as saved_model_dir:
         archive.write_out(saved_model_dir, verbose=False)
@@ -306,5 +495,242 @@ def export_tflite(model, path: str, verify: bool = True) -> str:
     return path
 
 
-__all__ = ["ExportError", "build_export_archive", "export_saved_model", "export_tflite",
-           "load_tflite_interpreter", "tflite_summary", "verify_saved_model", "verify_tflite"]
+# models.config -----------------------------------------------------------------------------------
+
+_MODELS_CONFIG_HEADER = """\
+# TF Serving model configuration (text-format tensorflow.serving.ModelServerConfig), written by
+# tfdgm.export.write_models_config (`make export`): one `config` per model folder of this export
+# base. When it is rewritten, entries (and edits to them) are kept; comments are not.
+#
+# base_path is the model's folder inside the serving container, where this export base is
+# mounted at {mount}, WITHOUT the version: the server serves the highest numeric version folder
+# it finds (model_version_policy latest {{num_versions: 1}} unless an entry says otherwise).
+#
+#   docker run --rm -p 8500:8500 -p 8501:8501 \\
+#       --mount type=bind,source=/absolute/path/of/this/folder,target={mount} \\
+#       tensorflow/serving:latest --model_config_file={mount}/{file}
+"""
+
+
+def exported_models(export_base: str) -> list:
+    """Sorted names of the model folders of `export_base`: those holding a numeric version
+    folder with a `saved_model.pb`."""
+    if not os.path.isdir(export_base):
+        return []
+    names = []
+    for name in sorted(os.listdir(export_base)):
+        model_dir = os.path.join(export_base, name)
+        if name.startswith(".") or not os.path.isdir(model_dir):
+            continue
+        if any(re.fullmatch(r"[0-9]+", version)
+               and os.path.isfile(os.path.join(model_dir, version, "saved_model.pb"))
+               for version in os.listdir(model_dir)):
+            names.append(name)
+    return names
+
+
+def write_models_config(export_base: str, mount: str = MOUNT) -> str:
+    """Writes (or brings up to date) `<export_base>/models.config` for TF Serving.
+
+    Every model folder of `export_base` (`exported_models`) gets an entry `config { name:
+    "<name>", base_path: "<mount>/<name>", model_platform: "tensorflow" }`; `<mount>` is where
+    the serving container sees `export_base`. Entries already in the file are kept as they are
+    (a version policy a user set survives), except the ones pointing at `<mount>/<name>` whose
+    folder is gone. The file is replaced atomically: the server may be polling it
+    (`--model_config_file_poll_wait_seconds`).
+
+    Returns:
+      The path of the file.
+
+    Example:
+
+    ```python
+    write_models_config("export")  # export/models.config, one entry per export/<name>/<N>/
+    ```
+    """
+    from google.protobuf import text_format
+
+    _, _, model_server_config_pb2 = _serving_apis()
+    path = os.path.join(export_base, MODELS_CONFIG)
+    present = model_server_config_pb2.ModelServerConfig()
+    if os.path.exists(path):
+        try:
+            with open(path) as file:
+                text_format.Parse(file.read(), present)
+        except text_format.ParseError as error:
+            raise ExportError(f"{path} is not a text-format ModelServerConfig ({error}); fix it "
+                              f"or delete it and export again.") from error
+        if present.HasField("custom_model_config"):
+            raise ExportError(f"{path} holds a custom_model_config; tfdgm writes a "
+                              f"model_config_list: move it aside and export again.")
+    names = exported_models(export_base)
+    mount = mount.rstrip("/")
+    config = model_server_config_pb2.ModelServerConfig()
+    entries = config.model_config_list.config
+    for entry in present.model_config_list.config:
+        if entry.base_path != f"{mount}/{entry.name}" or entry.name in names:
+            entries.add().CopyFrom(entry)
+    known = {entry.name for entry in entries}
+    for name in names:
+        if name not in known:
+            entries.add(name=name, base_path=f"{mount}/{name}", model_platform="tensorflow")
+    text = (_MODELS_CONFIG_HEADER.format(mount=mount, file=MODELS_CONFIG)
+            + text_format.MessageToString(config))
+    os.makedirs(export_base, exist_ok=True)
+    staging = os.path.join(export_base, f".tmp.{MODELS_CONFIG}")
+    with open(staging, "w") as file:
+        file.write(text)
+    os.replace(staging, path)
+    return path
+
+
+# The whole export ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """What `export_model` wrote."""
+    model_name: str
+    version: int
+    saved_model: str
+    tflite: Optional[str]
+    models_config: str
+
+
+def export_model(model, export_base: str, model_name: str, version="auto", tflite: bool = True,
+                 overwrite: bool = False, verify: bool = True) -> Exported:
+    """A model's whole export: SavedModel with warm-up requests, TFLite, `models.config`.
+
+    Writes `<export_base>/<model_name>/<version>/` (`export_saved_model`), the
+    `tflite_signatures` to `<export_base>/<model_name>-<version>.tflite` (`tflite_path`; skipped
+    when `tflite` is false or the model declares none), and brings `<export_base>/models.config`
+    up to date (`write_models_config`). Both targets are checked before anything is written: an
+    existing version of either is an `ExportError` unless `overwrite`.
+
+    Args:
+      model: a `tfdgm.models.base.GenerativeModel`.
+      export_base: the folder mounted at `/models` in the serving container.
+      model_name: the served model's name.
+      version: a positive integer, or `"auto"` (`next_version`).
+      tflite: also write the TFLite file.
+      overwrite: replace an existing version.
+      verify: check the SavedModel, its warm-up requests and the TFLite file against `model`.
+
+    Example:
+
+    ```python
+    exported = export_model(model, "export", "quickstart")  # the next free version
+    print(serving_instructions(model, exported, "export"))
+    ```
+    """
+    if not model_name or os.sep in model_name or model_name in (".", ".."):
+        raise ExportError(f"model_name must be a plain directory name, got {model_name!r}.")
+    version = resolve_version(version, export_base, model_name)
+    tflite_file = tflite_path(export_base, model_name, version) if (
+        tflite and model.tflite_signatures) else None
+    saved_model = os.path.join(export_base, model_name, str(version))
+    for target in (saved_model, tflite_file):
+        if target is not None and os.path.exists(target) and not overwrite:
+            raise _exists(target)
+    saved_model = export_saved_model(model, export_base, model_name, version,
+                                     overwrite=overwrite, verify=verify)
+    if tflite_file is not None:
+        export_tflite(model, tflite_file, verify=verify, overwrite=overwrite)
+    return Exported(model_name, version, saved_model, tflite_file,
+                    write_models_config(export_base))
+
+
+# Serving instructions ----------------------------------------------------------------------------
+
+def describe_signatures(version_dir: str) -> dict:
+    """The signatures a SavedModel version serves, read from its `saved_model.pb` (what TF
+    Serving's metadata API reports): `{name: {"inputs": {key: (dtype, shape)}, "outputs":
+    {...}}}`, shapes as tuples with -1 for a free axis (None for an unknown rank)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as file:
+        saved_model = saved_model_pb2.SavedModel.FromString(file.read())
+    (meta_graph,) = [graph for graph in saved_model.meta_graphs
+                     if "serve" in graph.meta_info_def.tags]
+
+    def tensors(infos):
+        return {key: (tf.as_dtype(info.dtype).name,
+                      None if info.tensor_shape.unknown_rank
+                      else tuple(dim.size for dim in info.tensor_shape.dim))
+                for key, info in sorted(infos.items())}
+
+    return {name: {"inputs": tensors(signature.inputs), "outputs": tensors(signature.outputs)}
+            for name, signature in sorted(meta_graph.signature_def.items())
+            if not name.startswith("__")}
+
+
+def _shape_text(shape):
+    if shape is None:
+        return "[...]"
+    sizes = ["B" if axis == 0 and size == -1 else "?" if size == -1 else str(size)
+             for axis, size in enumerate(shape)]
+    return f"[{', '.join(sizes)}]"
+
+
+def _tensors_text(tensors):
+    return ", ".join(f"{key} {dtype} {_shape_text(shape)}"
+                     for key, (dtype, shape) in tensors.items())
+
+
+def _request_signature(model, signatures, most_values=64):
+    """The signature the example request calls: `serving_default` if its input is small, else
+    the first small one of the TFLite signatures and then the others (smallest if none is)."""
+    def values(name):
+        return sum(int(np.prod(spec.shape[1:])) for spec in signatures[name].inputs)
+
+    order = list(dict.fromkeys([model.serving_default, *model.tflite_signatures, *signatures]))
+    order = [name for name in order if name in signatures]
+    small = [name for name in order if values(name) <= most_values]
+    return small[0] if small else min(order, key=values)
+
+
+def serving_instructions(model, exported: Exported, export_base: str, mount: str = MOUNT,
+                         rest_port: int = 8501, grpc_port: int = 8500) -> str:
+    """What `export_model` wrote, the signatures served and how to serve and query them.
+
+    The text lists every signature of the version (`describe_signatures`: inputs with shapes ->
+    outputs), a `docker run` line for `tensorflow/serving` with `export_base` mounted at `mount`
+    and `--model_config_file`, and a `curl` line calling the model over REST with one valid
+    example input (`serving_default`, or a signature with a small input such as a generator's
+    noise: `_request_signature`).
+    """
+    signatures = _signatures(model)
+    lines = [f"SavedModel (TF Serving layout, checked against Keras, warm-up requests "
+             f"replayed): {exported.saved_model}"]
+    if exported.tflite:
+        lines.append(f"TFLite ({', '.join(model.tflite_signatures)}): {exported.tflite}")
+    lines += [f"Model server config ({len(exported_models(export_base))} models): "
+              f"{exported.models_config}", "",
+              f"Signatures of '{exported.model_name}' version {exported.version}:"]
+    described = describe_signatures(exported.saved_model)
+    width = max(map(len, described))
+    for name, tensors in described.items():
+        lines.append(f"  {name:<{width}}  {_tensors_text(tensors['inputs'])}  ->  "
+                     f"{_tensors_text(tensors['outputs'])}")
+    name = _request_signature(model, signatures)
+    inputs = signatures[name].example_inputs(np.random.default_rng(0), 1)
+    request_name = "serving_default" if name == model.serving_default else name
+    body = json.dumps({"signature_name": request_name,
+                       "instances": [{key: np.round(value[0].astype(np.float64), 3).tolist()
+                                      for key, value in inputs.items()}]})
+    source = os.path.abspath(export_base)
+    lines += ["", "Serve every model of the export base (models.config lists them):",
+              f"  docker run --rm -p {grpc_port}:8500 -p {rest_port}:8501 "
+              f"--mount type=bind,source={shlex.quote(source)},target={mount} "
+              f"tensorflow/serving:latest --model_config_file={mount}/{MODELS_CONFIG}",
+              f"Request '{request_name}' over REST:",
+              f"  curl -s -X POST http://localhost:{rest_port}/v1/models/{exported.model_name}"
+              f":predict -d '{body}'"]
+    return "\n".join(lines)
+
+
+__all__ = ["Exported", "ExportError", "build_export_archive", "describe_signatures",
+           "export_model", "export_saved_model", "export_tflite", "exported_models",
+           "load_tflite_interpreter", "next_version", "read_warmup_requests",
+           "replay_warmup_requests", "resolve_version", "serving_instructions", "tflite_path",
+           "tflite_summary", "verify_saved_model", "verify_tflite", "warmup_requests",
+           "write_models_config", "write_warmup_requests"]
