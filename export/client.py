@@ -12,8 +12,9 @@ one named float32 tensor and returns one named float32 tensor:
 
 REST (port 8501; needs only numpy and the standard library):
 
-    POST http://HOST:8501/v1/models/vae[/versions/N]:predict
-    {"signature_name": "generate", "instances": [{"eps": [0.1, -0.3, 0.7, 1.2]}, ...]}
+    POST http://HOST:8501/v1/models/quickstart[/versions/N]:predict
+    {"signature_name": "generate", "instances": [{"eps": [0.1, -0.3, ..., 1.2]}, ...]}
+    (eps: P numbers per instance; P = 32 for the quickstart)
     -> {"predictions": [...one entry per instance...]}
 
 gRPC (port 8500; needs `tensorflow-serving-api`): `PredictionService.Predict` with a
@@ -26,7 +27,7 @@ for the image signatures):
 
     python export/client.py --rest http://localhost:8501 --model quickstart --signature generate \
         --batch-size 4 --output samples.npy
-    python export/client.py --grpc localhost:8500 --model vae --signature reconstruct \
+    python export/client.py --grpc localhost:8500 --model quickstart --signature reconstruct \
         --input images.npy
 
 Not tested against a real model server (it cannot be installed on the development machine); the
@@ -225,7 +226,9 @@ def parse_args(argv=None):
     transport.add_argument("--rest", metavar="URL",
                            help="REST base URL, e.g. http://localhost:8501")
     transport.add_argument("--grpc", metavar="HOST:PORT", help="gRPC target, e.g. localhost:8500")
-    parser.add_argument("--model", default="vae", help="served model name (default: vae)")
+    parser.add_argument("--model", default="quickstart",
+                        help="served model name: the config name of the exported run "
+                             "(default: quickstart)")
     parser.add_argument("--version", type=int, default=None, help="model version to pin")
     parser.add_argument("--signature", default="generate", choices=sorted(INPUT_NAMES))
     parser.add_argument("--batch-size", type=int, default=4)
