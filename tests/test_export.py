@@ -386,11 +386,9 @@ def test_warmup_requests_parse_and_replay_on_every_signature(bernoulli_vae, expo
         (key,) = request.inputs
         value = tf.make_ndarray(request.inputs[key])
         assert value.dtype == np.float32 and value.shape[0] == 2
-        outputs = loaded.signatures[request.model_spec.signature_name](x=tf.constant(value)) \
-            if key == "x" else loaded.signatures[request.model_spec.signature_name](
-                **{key: tf.constant(value)})
-        (got,) = outputs.values()
-        got = got.numpy()
+        outputs = loaded.signatures[request.model_spec.signature_name](
+            **{key: tf.constant(value)})
+        (got,) = [output.numpy() for output in outputs.values()]
         assert got.shape[0] == 2 and np.all(np.isfinite(got))
         np.testing.assert_allclose(got, keras_reference(
             bernoulli_vae, request.model_spec.signature_name, value), atol=ATOL, rtol=ATOL)

@@ -26,6 +26,11 @@ model server polling `<export_base>/<model_name>` never loads half a model. Afte
 SavedModel is loaded back and every signature is compared with the Keras model
 (`verify_saved_model`).
 
+The TFLite file holds the `tflite_signatures`, converted with the TFLite builtin op set alone
+(the Python runtime has no Flex delegate): stateless random ops, Cholesky,
+MatrixTriangularSolve, LogMatrixDeterminant and Erfinv have no builtin kernels, which is why the
+encoder side of a VAE stays on the server.
+
 TF Serving conventions the export follows:
 
 * Warm-up: each version holds `assets.extra/tf_serving_warmup_requests`, a TFRecord file of
@@ -47,11 +52,6 @@ TF Serving conventions the export follows:
 
 `export_model` does all of it (the `python -m tfdgm export` command) and `serving_instructions`
 says how to serve the result.
-
-The TFLite file holds the `tflite_signatures`, converted with the TFLite builtin op set alone
-(the Python runtime has no Flex delegate): stateless random ops, Cholesky,
-MatrixTriangularSolve, LogMatrixDeterminant and Erfinv have no builtin kernels, which is why the
-encoder side of a VAE stays on the server.
 """
 
 import dataclasses
@@ -235,7 +235,11 @@ def replay_warmup_requests(loaded, version_dir: str) -> list:
             raise ExportError(f"warm-up request for the unknown signature '{name}' in "
                               f"{version_dir}.")
         inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-        (batch,) = {value.shape[0] for value in inputs.values()}
+        batches = {value.shape[0] if value.ndim else None for value in inputs.values()}
+        if len(batches) != 1 or None in batches:
+            raise ExportError(f"warm-up request '{name}' of {version_dir}: its inputs need one "
+                              f"common batch axis, got {sorted(batches, key=str)}.")
+        (batch,) = batches
         outputs = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
         for key, value in outputs.items():
             value = np.asarray(value)
@@ -588,7 +592,16 @@ def write_models_config(export_base: str, mount: str = MOUNT) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Exported:
-    """What `export_model` wrote."""
+    """What `export_model` wrote: the version and the paths of its files.
+
+    Example:
+
+    ```python
+    exported = export_model(model, "export", "quickstart", version="auto")
+    exported.saved_model  # "export/quickstart/<version>"
+    exported.tflite       # "export/quickstart-<version>.tflite", or None
+    ```
+    """
     model_name: str
     version: int
     saved_model: str
@@ -703,7 +716,7 @@ def serving_instructions(model, exported: Exported, export_base: str, mount: str
              f"replayed): {exported.saved_model}"]
     if exported.tflite:
         lines.append(f"TFLite ({', '.join(model.tflite_signatures)}): {exported.tflite}")
-    lines += [f"Model server config ({len(exported_models(export_base))} models): "
+    lines += [f"TF Serving config (models {', '.join(exported_models(export_base))}): "
               f"{exported.models_config}", "",
               f"Signatures of '{exported.model_name}' version {exported.version}:"]
     described = describe_signatures(exported.saved_model)
