@@ -98,12 +98,13 @@ class VariationalDequantizer(keras.layers.Layer):
     """Flow++'s variational dequantization noise `u ~ q(u | x)` on `[0, 1)^D` with its density.
 
     ```none
-    c      = relu(conv3x3(x_q / K - 1/2))                         context, [B, H, W, F]
-    v_0    = eps ~ N(0, I)
-    v_k    = m_k v_{k-1} + (1 - m_k) [v_{k-1} exp(s_k) + t_k],     (t_k, s_raw) = net_k(m_k v_{k-1}, c)
-             s_k = c_s tanh(s_raw / c_s),                          m_k checkerboard, alternating
-    u      = sigmoid(v_K)
-    log q(u | x) = log N(eps) - sum_k sum (1 - m_k) s_k - sum [log sigmoid(v_K) + log sigmoid(-v_K)]
+    c    = relu(conv3x3(x_q / K - 1/2))                     context, [B, H, W, F]
+    v_0  = eps ~ N(0, I)
+    v_k  = m_k v_{k-1} + (1 - m_k) [v_{k-1} exp(s_k) + t_k]    m_k checkerboard, alternating
+           (t_k, s_raw) = net_k(m_k v_{k-1}, c),  s_k = c_s tanh(s_raw / c_s)
+    u    = sigmoid(v_K)
+    log q(u | x) = log N(eps) - sum_k sum (1 - m_k) s_k
+                   - sum [log sigmoid(v_K) + log sigmoid(-v_K)]
     ```
 
     `g` is a stack of `num_steps` conditional affine couplings (Ho et al. 2019, section 3.1, with

@@ -156,8 +156,8 @@ class DensityFlow(GenerativeModel):
         if x.shape.rank is not None and (x.shape.rank != 4 or any(
                 want != got for want, got in zip(self.image_shape, x.shape[1:])
                 if got is not None)):
-            raise ValueError(f"expected images of shape [B, {', '.join(map(str, self.image_shape))}]"
-                             f", got {x.shape}.")
+            shape = ", ".join(map(str, self.image_shape))
+            raise ValueError(f"expected images of shape [B, {shape}], got {x.shape}.")
         return x
 
     def _logit(self):

@@ -123,20 +123,18 @@ class FlowEvaluationOptions:
     """Test-time figures. `dequantization_samples`: `S` of the importance-weighted estimate of
     `log P(x)` over the dequantization noise (variational dequantization only; 0: off), on
     `iw_examples` evenly spaced test images. `round_trip_examples`: test images of the
-    `x -> z -> x` check. `temperatures`: one sample grid each, of `grid_samples` samples."""
+    `x -> z -> x` check. `temperatures`: one grid of 64 samples each (`image_grids`)."""
     dequantization_samples: int = 16
     iw_examples: int = 1000
     round_trip_examples: int = 100
     temperatures: List[float] = dataclasses.field(default_factory=lambda: [0.5, 0.7, 0.85, 1.0])
-    grid_samples: int = 64
 
     def __post_init__(self):
         if self.dequantization_samples < 0 or self.iw_examples < 1:
             raise ConfigError("evaluation.dequantization_samples must be >= 0 and "
                               "evaluation.iw_examples >= 1.")
-        if self.round_trip_examples < 1 or self.grid_samples < 1:
-            raise ConfigError("evaluation.round_trip_examples and evaluation.grid_samples "
-                              "must be >= 1.")
+        if self.round_trip_examples < 1:
+            raise ConfigError("evaluation.round_trip_examples must be >= 1.")
         if any(not t > 0 for t in self.temperatures):
             raise ConfigError(f"evaluation.temperatures must be positive, got "
                               f"{self.temperatures}.")
