@@ -35,7 +35,7 @@ tensorboard: install
 	$(VENV)/bin/tensorboard --logdir runs $(ARGS)
 
 test: install
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n 2 $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/bench_vae.py $(ARGS)

@@ -11,6 +11,9 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Datasets the tests prepare go to a scratch TFDS directory, never the user's.
 os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="tfdgm-tfds-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel workers must not prepare into one folder
+    os.environ["TFDS_DATA_DIR"] = os.path.join(os.environ["TFDS_DATA_DIR"],
+                                               os.environ["PYTEST_XDIST_WORKER"])
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402

@@ -134,7 +134,7 @@ def test_minimized_monitors_and_runs_without_a_monitor(tmp_path):
 @pytest.fixture(scope="module")
 def mirrored():
     saved = tf.distribute.MirroredStrategy._collective_key_base
-    tf.distribute.MirroredStrategy._collective_key_base = 9100
+    tf.distribute.MirroredStrategy._collective_key_base = 8600
     try:
         return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     finally:

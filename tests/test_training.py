@@ -103,6 +103,38 @@ def test_rerun_with_a_different_experiment_is_refused(finished_run):
         train_and_evaluate(config, run_dir)
 
 
+def _checkpoint_arrays(path):
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def test_a_stopped_and_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    """Resumption is exact: data order, dynamic-binarization draws, noise and optimizer state
+    continue as if the process had never stopped (this fails if `restore` did nothing, or if
+    the data stream restarted at epoch 0's order)."""
+    raw = {**TINY, "name": "exact",
+           "evaluation": {"nll_samples": 0, "surgery_examples": 0}}
+    whole = experiment.from_dict(raw)
+    first_part = experiment.from_dict({**raw, "training": {**raw["training"], "epochs": 2}})
+    train_and_evaluate(whole, str(tmp_path / "uninterrupted"))
+    train_and_evaluate(first_part, str(tmp_path / "resumed"))
+    train_and_evaluate(whole, str(tmp_path / "resumed"))
+    want = _checkpoint_arrays(tmp_path / "uninterrupted" / "checkpoints" / cb.LAST)
+    got = _checkpoint_arrays(tmp_path / "resumed" / "checkpoints" / cb.LAST)
+    assert sorted(want) == sorted(got) and len(want) > 10
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    histories = [json.loads((tmp_path / run / "checkpoints" / "state.json").read_text())
+                 for run in ("uninterrupted", "resumed")]
+    for a, b in zip(*(h["history"] for h in histories)):
+        assert a["val_elbo"] == pytest.approx(b["val_elbo"], rel=1e-5)
+
+
 class _Poison(keras.callbacks.Callback):
     """Writes a NaN into a decoder weight at a given epoch and batch."""
 
@@ -201,7 +233,30 @@ def test_cli_evaluate_sample_and_export_a_finished_run(finished_run, tmp_path, c
     base = str(tmp_path / "export")
     assert main(["export", "--run", run_dir, "--base-dir", base]) == 0
     assert os.path.exists(os.path.join(base, "tiny", "1", "saved_model.pb"))
-    assert os.path.exists(os.path.join(base, "tiny.tflite"))
+    assert os.path.exists(os.path.join(base, "tiny-1.tflite"))
     assert main(["export", "--run", run_dir, "--base-dir", base]) == 2  # version 1 exists
     assert "--version" in capsys.readouterr().err
     assert main(["sample", "--run", str(tmp_path / "nope")]) == 2
+
+
+def test_evaluate_scores_sample_quality_with_the_cached_feature_network(finished_run, tmp_path,
+                                                                       monkeypatch):
+    import shutil
+    from tfdgm.__main__ import main
+    monkeypatch.setenv("TFDGM_CACHE_DIR", str(tmp_path / "cache"))
+    run_dir = str(tmp_path / "copy")
+    shutil.copytree(finished_run[0], run_dir)
+    args = ["evaluate", "--run", run_dir, "--set", "evaluation.nll_samples=0",
+            "--set", "evaluation.sample_quality_samples=100"]
+    assert main(args) == 0
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    for key in ("test_classifier_fid", "test_classifier_kid", "test_classifier_precision",
+                "test_classifier_recall", "test_classifier_inception_score"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["test_classifier_fid"] > 0
+    network = metrics["test_feature_network"]
+    assert network["validation_accuracy"] > 0.2 and len(network["weights_sha256"]) == 64
+    assert main(args) == 0  # the second evaluation reads the cached classifier: same key
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        assert json.load(f)["test_feature_network"] == network

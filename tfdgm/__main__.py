@@ -60,7 +60,7 @@ def _load_run(args):
     from tfdgm import experiment
     from tfdgm.data import dataset_info
     from tfdgm.errors import ConfigError
-    from tfdgm.training.train import Run, make_optimizers, restore
+    from tfdgm.training.train import Run, changed_keys, make_optimizers, restore
 
     run = Run(args.run)
     if not os.path.exists(run.config):
@@ -68,6 +68,12 @@ def _load_run(args):
                           f"first with `make train`, or pass RUN=runs/<name>.")
     overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
     config = experiment.load_config(run.config, overrides)
+    changed = changed_keys(experiment.load_config(run.config), config, EVALUATION_CHANGES)
+    if changed:
+        raise ConfigError(f"{args.command} cannot change the experiment a run trained "
+                          f"({', '.join(changed)}); --set only evaluation.*, export.*, "
+                          f"distribute.*, data.data_dir or data.eval_batch_size here, or train "
+                          f"a new run with `make train`.")
     if not os.path.exists(run.checkpoint("best")):
         raise ConfigError(f"'{args.run}' has no checkpoint yet ({run.checkpoint('best')}); "
                           f"train it for at least one epoch.")
@@ -75,6 +81,10 @@ def _load_run(args):
     model.compile_for_training(make_optimizers(model, config.optimizer))
     restore(model, run.checkpoint("best"))
     return config, run, model
+
+
+EVALUATION_CHANGES = ("evaluation", "export", "distribute", "data.data_dir", "data.eval_batch_size")
+"""What `evaluate`, `sample` and `export` may override in a run's config."""
 
 
 def _temperature_tag(temperature):

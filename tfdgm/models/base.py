@@ -114,6 +114,27 @@ class NoOptions:
     """An empty options section."""
 
 
+@dataclasses.dataclass(frozen=True)
+class SampleQualityOptions:
+    """Evaluation options every family shares (its `EvaluationOptions` derive from this).
+
+    `sample_quality_samples`: samples drawn with `sample(n, sample_quality_temperature)` and
+    scored against as many test images by the dataset's classifier feature network (classifier
+    FID, KID, precision/recall, inception score; `tfdgm.evaluation.quality`); 0: off. Needs a
+    labelled image dataset.
+    """
+    sample_quality_samples: int = 0
+    sample_quality_temperature: float = 1.0
+
+    def __post_init__(self):
+        if self.sample_quality_samples < 0:
+            raise ConfigError(f"evaluation.sample_quality_samples must be >= 0 (0: off), got "
+                              f"{self.sample_quality_samples}.")
+        if not self.sample_quality_temperature > 0:
+            raise ConfigError(f"evaluation.sample_quality_temperature must be positive, got "
+                              f"{self.sample_quality_temperature}.")
+
+
 class GenerativeModel(keras.Model):
     """Base class of every family; see the module docstring for the contract.
 
@@ -125,7 +146,7 @@ class GenerativeModel(keras.Model):
     """
 
     Options: ClassVar[type] = NoOptions
-    EvaluationOptions: ClassVar[type] = NoOptions
+    EvaluationOptions: ClassVar[type] = SampleQualityOptions
     optimizer_roles: ClassVar[Tuple[str, ...]] = ("model",)
     data_kinds: ClassVar[Tuple[str, ...]] = ("binary", "grey")
     serving_default: ClassVar[Optional[str]] = None
@@ -190,7 +211,8 @@ class GenerativeModel(keras.Model):
     @property
     def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
         if self.optimizer_roles == ("model",):
-            return {"model": self.optimizer} if self.optimizer is not None else {}
+            optimizer = getattr(self, "optimizer", None)
+            return {"model": optimizer} if optimizer is not None else {}
         return {role: getattr(self, f"{role}_optimizer", None) for role in self.optimizer_roles
                 if getattr(self, f"{role}_optimizer", None) is not None}
 
@@ -254,5 +276,5 @@ def check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
-__all__ = ["GenerativeModel", "Monitor", "NoOptions", "Signature", "check_temperature",
-           "uniform_images"]
+__all__ = ["GenerativeModel", "Monitor", "NoOptions", "SampleQualityOptions", "Signature",
+           "check_temperature", "uniform_images"]

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 import keras
 
-from tfdgm.errors import NonFiniteLossError
+from tfdgm.errors import DataError, NonFiniteLossError
 
 STATE_FILE = "state.json"
 LAST = "last.weights.h5"
@@ -46,11 +46,28 @@ class RunState:
 
     @classmethod
     def load(cls, checkpoint_dir: str) -> Optional["RunState"]:
+        """The state of the run whose checkpoints are in `checkpoint_dir`: the copy written
+        inside `last.weights.h5` (so weights and state cannot disagree after a kill between two
+        writes), else `state.json`; None for a run without checkpoints."""
+        last = os.path.join(checkpoint_dir, LAST)
+        if os.path.exists(last):
+            embedded = _read_embedded_state(last)
+            if embedded is not None:
+                return cls._from_fields(embedded)
         path = os.path.join(checkpoint_dir, STATE_FILE)
         if not os.path.exists(path):
             return None
-        with open(path) as f:
-            fields = json.load(f)
+        try:
+            with open(path) as f:
+                fields = json.load(f)
+            return cls._from_fields(fields)
+        except (ValueError, TypeError) as error:
+            raise DataError(
+                f"the run state {path} is damaged ({error}); remove the run's checkpoints "
+                f"folder to start the run afresh (or restore state.json from a backup).") from None
+
+    @classmethod
+    def _from_fields(cls, fields):
         if "best_elbo" in fields:  # written before the model contract: the ELBO was monitored
             best = fields.pop("best_elbo")
             fields["best_value"] = best if math.isfinite(best) else None
@@ -59,6 +76,26 @@ class RunState:
     def save(self, checkpoint_dir: str) -> None:
         write_atomically(os.path.join(checkpoint_dir, STATE_FILE),
                          lambda tmp: dump_json(dataclasses.asdict(self), tmp))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+STATE_ATTRIBUTE = "tfdgm_run_state"
+"""The HDF5 attribute of a weights file that holds the run state written with those weights."""
+
+
+def _read_embedded_state(path: str) -> Optional[dict]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            text = f.attrs.get(STATE_ATTRIBUTE)
+    except OSError as error:
+        raise DataError(f"the checkpoint {path} is damaged ({error}); copy best.weights.h5 over "
+                        f"it to resume from the best epoch, or remove the run's checkpoints "
+                        f"folder to start the run afresh.") from None
+    return None if text is None else json.loads(text)
 
 
 def dump_json(obj, path):
@@ -74,9 +111,17 @@ def write_atomically(path: str, write) -> None:
     os.replace(tmp, path)
 
 
-def save_weights_atomically(model: keras.Model, path: str) -> None:
-    """Saves the model's weights and its optimizer's state (`model.save_weights`)."""
-    write_atomically(path, lambda tmp: model.save_weights(tmp))
+def save_weights_atomically(model: keras.Model, path: str, state: Optional[RunState] = None):
+    """Saves the model's weights and every optimizer's state (`model.save_weights`), with
+    `state` as an attribute of the same file, in one atomic rename."""
+    def write(tmp):
+        model.save_weights(tmp)
+        if state is not None:
+            import h5py
+
+            with h5py.File(tmp, "a") as f:
+                f.attrs[STATE_ATTRIBUTE] = state.to_json()
+    write_atomically(path, write)
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
@@ -102,10 +147,24 @@ class NonFiniteGuard(keras.callbacks.Callback):
                 step = int(self.model.optimizer.iterations.numpy())
                 raise NonFiniteLossError(
                     f"training stopped at step {step} (epoch {self.epoch + 1}, batch {batch + 1}): "
-                    f"the '{term}' term of the loss is {float(logs[term])}. The last good "
-                    f"checkpoint in {self.checkpoint_dir} is intact; lower "
-                    f"optimizer.learning_rate or set optimizer.clipnorm, then run the same "
-                    f"command again to resume from it.")
+                    f"the '{term}' term of the loss is {float(logs[term])}. "
+                    f"{self._advice()}")
+
+    def _advice(self):
+        rates = {role: float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                 for role, optimizer in self.model.optimizers.items()}
+        keys = (["optimizer"] if len(rates) == 1 else [f"optimizer.{role}" for role in rates])
+        lower = " ".join(f"--set {key}.learning_rate={rate / 10:g}"
+                         for key, rate in zip(keys, rates.values()))
+        clip = " ".join(f"--set {key}.clipnorm=1.0" for key in keys)
+        if os.path.exists(os.path.join(self.checkpoint_dir, LAST)):
+            where = (f"The last good checkpoint in {self.checkpoint_dir} is intact; run the same "
+                     f"command again to resume from it")
+        else:
+            where = ("No checkpoint was written yet, so running the same command again starts "
+                     "the run afresh")
+        return (f"{where}, with a lower learning rate ({lower}) or gradient clipping ({clip}); "
+                f"the new values replace the checkpoint's.")
 
 
 class RunCheckpointer(keras.callbacks.Callback):
@@ -155,13 +214,17 @@ class RunCheckpointer(keras.callbacks.Callback):
         elif epoch >= self.monitor.patience_from_epoch:
             state.epochs_without_improvement += 1
         state.epochs_done = epoch + 1
+        optimizers = self.model.optimizers
+        rates = {("learning_rate" if len(optimizers) == 1 else f"learning_rate_{role}"):
+                 float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                 for role, optimizer in optimizers.items()}
         state.history.append({"epoch": epoch + 1, "seconds": time.time() - self._epoch_start,
-                              **logs})
+                              **logs, **rates})
         if state.epochs_without_improvement >= self.patience:
             state.stopped_early = True
             self.model.stop_training = True
         if self.write:
             if improved:
                 save_weights_atomically(self.model, os.path.join(self.checkpoint_dir, BEST))
-            save_weights_atomically(self.model, os.path.join(self.checkpoint_dir, LAST))
-            state.save(self.checkpoint_dir)
+            save_weights_atomically(self.model, os.path.join(self.checkpoint_dir, LAST), state)
+            state.save(self.checkpoint_dir)  # a readable copy; the weights file's is the authority

@@ -27,16 +27,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     * `mirrored`: `MirroredStrategy` over all visible GPUs (or all logical CPUs when there is no GPU).
     * `multi_worker`: `MultiWorkerMirroredStrategy`, cluster from the `TF_CONFIG` variable.
     """
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "one_device"
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        tf.distribute.MirroredStrategy._collective_key_base = 10_000 * next(_COLLECTIVE_KEY_RANGES)
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
+    if name == "multi_worker":  # first: listing devices would configure the runtime
         tf_config = os.environ.get("TF_CONFIG")
         if not tf_config:
             raise ConfigError("distribute.strategy=multi_worker needs the TF_CONFIG environment "
@@ -46,6 +37,15 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         except json.JSONDecodeError as error:
             raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one_device"
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        tf.distribute.MirroredStrategy._collective_key_base = 10_000 * next(_COLLECTIVE_KEY_RANGES)
+        return tf.distribute.MirroredStrategy(devices)
     raise ConfigError(f"distribute.strategy: unknown strategy '{name}'.")
 
 

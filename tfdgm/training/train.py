@@ -12,6 +12,8 @@ Running the same command again resumes from `checkpoints/last.weights.h5` (after
 `kill -9`); a finished run only re-evaluates if its `metrics.json` is missing.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 from typing import Any, Dict, Optional
@@ -22,15 +24,23 @@ import tensorflow as tf
 from tfdgm import config as config_lib
 from tfdgm import experiment
 from tfdgm.data import load_datasets
-from tfdgm.errors import ConfigError
+from tfdgm.errors import ConfigError, DataError
 from tfdgm.evaluation import save_png
 from tfdgm.training import callbacks as cb
 from tfdgm.training.strategy import is_chief, make_strategy
 from tfdgm.training.tensorboard import TensorBoardLogger
 
-# Keys that may change between a run and its resumption.
+# Keys that may change between a run and its resumption (a lower learning rate or a clipnorm is
+# what the NaN guard advises: the new values replace those of the restored optimizer state).
 RESUMABLE_CHANGES = ("training.epochs", "training.patience", "training.image_every_epochs",
                      "evaluation", "export", "distribute", "data.data_dir", "data.eval_batch_size")
+RESUMABLE_OPTIMIZER_KEYS = ("learning_rate", "clipnorm")
+
+
+def _resumable(key: str, allowed=RESUMABLE_CHANGES) -> bool:
+    if any(key == r or key.startswith(r + ".") for r in allowed):
+        return True
+    return key.startswith("optimizer.") and key.rsplit(".", 1)[-1] in RESUMABLE_OPTIMIZER_KEYS
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax,
               "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
@@ -68,13 +78,17 @@ def _flat(tree, prefix=""):
     return out
 
 
+def changed_keys(saved: config_lib.Config, current: config_lib.Config, allowed=()):
+    """The flattened keys whose values differ between two configs, minus `allowed` ones."""
+    old, new = _flat(saved.to_dict()), _flat(current.to_dict())
+    return [key for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key) and not _resumable(key, allowed)]
+
+
 def check_same_experiment(saved: config_lib.Config, current: config_lib.Config, run_dir: str):
     """Raises `ConfigError` if `current` differs from the run's saved config beyond what a
     resumption may change."""
-    old, new = _flat(saved.to_dict()), _flat(current.to_dict())
-    changed = [key for key in sorted(set(old) | set(new))
-               if old.get(key) != new.get(key)
-               and not any(key == r or key.startswith(r + ".") for r in RESUMABLE_CHANGES)]
+    changed = changed_keys(saved, current, RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
             f"{run_dir} holds a run with a different config ({', '.join(changed)} changed). "
@@ -96,10 +110,69 @@ class Run:
         return os.path.join(self.checkpoints, {"last": cb.LAST, "best": cb.BEST}[which])
 
 
-def restore(model: keras.Model, path: str) -> None:
-    """Loads weights and the state of every optimizer of `model` from `path`."""
+class RunLock:
+    """An exclusive lock on a run directory for as long as one process trains it.
+
+    `flock` on `<run>/.lock`: the operating system releases it when the process ends, however it
+    ends (a `kill -9` leaves no stale lock). A second trainer of the same directory gets a
+    `ConfigError` naming the holder instead of overwriting its checkpoints.
+    """
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, ".lock")
+        self._file = None
+
+    def __enter__(self):
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ConfigError(
+                f"{os.path.dirname(self.path)} is being trained by another process (pid "
+                f"{holder}); wait for it to finish, or train a new run with --set "
+                f"name=<new name>.") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def _make_run_directory(run: "Run") -> None:
+    try:
+        os.makedirs(run.checkpoints, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create the run directory {run.dir} ({error.strerror}); pass "
+                          f"--run-dir <a writable folder>.") from None
+    if not os.access(run.dir, os.W_OK):
+        raise ConfigError(f"the run directory {run.dir} is not writable; pass --run-dir <a "
+                          f"writable folder>.")
+
+
+def restore(model: keras.Model, path: str, optimizer_config=None) -> None:
+    """Loads weights and the state of every optimizer of `model` from `path`; with
+    `optimizer_config` (the run's resolved `optimizer` section), its learning rates and clipnorms
+    then replace the restored ones (what a resumption after a NaN asks for)."""
     model.build_optimizers()
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"the checkpoint {path} is damaged or does not fit this model ({error}); "
+                        f"copy best.weights.h5 over it to resume from the best epoch, or remove "
+                        f"the run's checkpoints folder to start the run afresh.") from None
+    if optimizer_config is not None:
+        roles = (optimizer_config if isinstance(optimizer_config, dict)
+                 else {role: optimizer_config for role in model.optimizer_roles})
+        for role, optimizer in model.optimizers.items():
+            optimizer.learning_rate = roles[role].learning_rate
+            optimizer.clipnorm = roles[role].clipnorm
 
 
 def load_training_datasets(config, first_epoch: int):
@@ -142,11 +215,23 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     run = Run(run_dir)
     if os.path.exists(run.config):
         check_same_experiment(experiment.load_config(run.config), config, run_dir)
-    os.makedirs(run.checkpoints, exist_ok=True)
+    _make_run_directory(run)
+    lock = RunLock(run_dir) if chief else contextlib.nullcontext()
+    with lock:
+        return _train_and_evaluate(config, run, strategy, chief)
+
+
+def _train_and_evaluate(config, run, strategy, chief):
     if chief:
         config_lib.dump(config, run.config)
-
     state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
+    finished = state is not None and (state.stopped_early
+                                      or state.epochs_done >= config.training.epochs)
+    if finished and os.path.exists(run.metrics):
+        print(f"{run.dir} is finished; its results are in {run.metrics}.")
+        with open(run.metrics) as f:
+            return json.load(f)
+
     datasets = load_training_datasets(config, first_epoch=state.epochs_done if state else 0)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)  # the same config, the same initial weights
@@ -154,13 +239,13 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
         model.compile_for_training(make_optimizers(model, config.optimizer),
                                    jit_compile=config.training.jit_compile)
         if state is not None:
-            restore(model, run.checkpoint("last"))
-            print(f"Resuming {run_dir} after epoch {state.epochs_done}.")
+            restore(model, run.checkpoint("last"), config.optimizer)
+            if not finished:
+                print(f"Resuming {run.dir} after epoch {state.epochs_done}.")
         else:
             model.prepare_training(datasets, config)
     state = state or cb.RunState()
 
-    finished = state.stopped_early or state.epochs_done >= config.training.epochs
     logger = None
     if chief:  # only the chief writes TensorBoard events
         images = next(iter(datasets.validation.unbatch().batch(64))).numpy()
@@ -175,10 +260,6 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
                                monitor=model.monitor, write=chief),
         ] + ([logger] if logger else [])
         fit(model, strategy, datasets, config, callbacks, initial_epoch=state.epochs_done)
-    elif os.path.exists(run.metrics):
-        print(f"{run_dir} is finished; its results are in {run.metrics}.")
-        with open(run.metrics) as f:
-            return json.load(f)
 
     if not chief:
         return {}
@@ -192,17 +273,22 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
              write: bool = True, strategy: Optional[tf.distribute.Strategy] = None
              ) -> Dict[str, Any]:
     """Restores the best checkpoint and computes the model's test figures
-    (`model.evaluate_test`); writes `metrics.json` and the image grids."""
+    (`model.evaluate_test`, and the sample quality of `model.sample` when
+    `evaluation.sample_quality_samples` > 0); writes `metrics.json` and the image grids."""
     with (strategy or tf.distribute.get_strategy()).scope():
         restore(model, run.checkpoint("best"))
     metrics = model.evaluate_test(datasets, config)
+    if getattr(config.evaluation, "sample_quality_samples", 0):
+        from tfdgm.evaluation.quality import evaluate_sample_quality
+
+        metrics.update(evaluate_sample_quality(model, config))
     if state is not None:
         metrics.update(epochs_trained=state.epochs_done, best_epoch=state.best_epoch + 1,
                        stopped_early=state.stopped_early,
                        train_seconds=float(sum(h["seconds"] for h in state.history)))
-    if write:
-        cb.write_atomically(run.metrics, lambda tmp: cb.dump_json(metrics, tmp))
+    if write:  # the grids first: metrics.json marks a finished run, so it comes last
         images = next(iter(datasets.test.unbatch().batch(64))).numpy()
         for name, grid in model.image_grids(images, seed=config.seed).items():
             save_png(grid, os.path.join(run.dir, f"{name}.png"))
+        cb.write_atomically(run.metrics, lambda tmp: cb.dump_json(metrics, tmp))
     return metrics

@@ -12,6 +12,7 @@ import dataclasses
 from typing import List, Optional
 
 from tfdgm.errors import ConfigError
+from tfdgm.models.base import SampleQualityOptions
 
 
 def _check_common(options, where="model"):
@@ -88,7 +89,7 @@ class DBNOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class EBMEvaluationOptions:
+class EBMEvaluationOptions(SampleQualityOptions):
     """Test-time estimates.
 
     `ais_chains`: AIS chains M (0: no AIS, hence no log-likelihood). `ais_schedule`:
@@ -107,6 +108,7 @@ class EBMEvaluationOptions:
     max_test_examples: Optional[int] = None
 
     def __post_init__(self):
+        super().__post_init__()
         if self.ais_chains < 0 or self.ais_runs < 1 or self.bound_samples < 1:
             raise ConfigError("evaluation.ais_chains must be >= 0 (0: off), ais_runs and "
                               "bound_samples >= 1.")

@@ -20,6 +20,7 @@ import dataclasses
 from typing import List
 
 from tfdgm.errors import ConfigError
+from tfdgm.models.base import SampleQualityOptions
 
 _DEQUANTIZATIONS = ("uniform", "variational")
 _SCALES = ("sigmoid", "tanh", "additive")
@@ -119,7 +120,7 @@ class MAFOptions(DensityFlowOptions):
 
 
 @dataclasses.dataclass(frozen=True)
-class FlowEvaluationOptions:
+class FlowEvaluationOptions(SampleQualityOptions):
     """Test-time figures. `dequantization_samples`: `S` of the importance-weighted estimate of
     `log P(x)` over the dequantization noise (variational dequantization only; 0: off), on
     `iw_examples` evenly spaced test images. `round_trip_examples`: test images of the
@@ -130,6 +131,7 @@ class FlowEvaluationOptions:
     temperatures: List[float] = dataclasses.field(default_factory=lambda: [0.5, 0.7, 0.85, 1.0])
 
     def __post_init__(self):
+        super().__post_init__()
         if self.dequantization_samples < 0 or self.iw_examples < 1:
             raise ConfigError("evaluation.dequantization_samples must be >= 0 and "
                               "evaluation.iw_examples >= 1.")

@@ -30,6 +30,7 @@ from typing import List, Optional
 
 from tfdgm.errors import ConfigError
 from tfdgm.models.gan.losses import LOSSES
+from tfdgm.models.base import SampleQualityOptions
 
 __all__ = ["BiGANOptions", "GANEvaluationOptions", "GANOptions"]
 
@@ -135,7 +136,7 @@ class BiGANOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class GANEvaluationOptions:
+class GANEvaluationOptions(SampleQualityOptions):
     """Test-time figures: the losses of both players on the test split, and `num_samples`
     generator samples for the sample statistics (mode coverage on 2-D Gaussian mixtures, within
     `mode_num_std` standard deviations of a centre)."""
@@ -143,6 +144,7 @@ class GANEvaluationOptions:
     mode_num_std: float = 3.0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.num_samples < 1 or not self.mode_num_std > 0:
             raise ConfigError("evaluation.num_samples must be >= 1 and evaluation.mode_num_std "
                               "positive.")

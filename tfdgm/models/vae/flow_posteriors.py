@@ -96,7 +96,7 @@ def _is_positive_int(value):
 
 def _positive_int(value, what):
     if not _is_positive_int(value):
-        raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}.")
     return value
 
 
@@ -357,7 +357,7 @@ class SylvesterPosterior(FlowPosterior):
         super().__init__(latent_dim, num_flows, amortized, **kwargs)
         self.bottleneck = _positive_int(bottleneck, "bottleneck")
         if self.bottleneck > latent_dim:
-            raise ValueError(f"bottleneck={self.bottleneck} must be <= latent_dim={latent_dim} "
+            raise ConfigError(f"bottleneck={self.bottleneck} must be <= latent_dim={latent_dim} "
                              f"(Q is [D, M] with orthonormal columns).")
         m = self.bottleneck
         self.add_flow_parameter("r", [m, m])

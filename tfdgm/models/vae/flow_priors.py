@@ -63,6 +63,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfdgm.errors import ConfigError
 from tfdgm.models.vae.posteriors import standard_normal_log_prob
 from tfdgm.models.vae.priors import Prior
 from tfdgm.nn.coupling import CouplingNetwork
@@ -103,9 +104,9 @@ class FlowPrior(Prior):
                  log_scale_bound=3.0, **kwargs):
         super().__init__(latent_dim, **kwargs)
         if int(num_flows) < 1:
-            raise ValueError(f"num_flows must be >= 1, got {num_flows!r}.")
+            raise ConfigError(f"num_flows must be >= 1, got {num_flows!r}.")
         if not float(log_scale_bound) > 0.0:
-            raise ValueError(f"log_scale_bound must be > 0, got {log_scale_bound!r}.")
+            raise ConfigError(f"log_scale_bound must be > 0, got {log_scale_bound!r}.")
         self.num_flows = int(num_flows)
         self.hidden_units = [int(units) for units in hidden_units]
         self.activation = activation
@@ -267,7 +268,7 @@ class RealNVPPrior(FlowPrior):
         super().__init__(latent_dim, num_flows=num_flows, hidden_units=hidden_units,
                          activation=activation, log_scale_bound=log_scale_bound, **kwargs)
         if int(latent_dim) < 2:
-            raise ValueError(f"the realnvp prior needs latent_dim >= 2, got {latent_dim!r}.")
+            raise ConfigError(f"the realnvp prior needs latent_dim >= 2, got {latent_dim!r}.")
         self.num_masked = int(latent_dim) // 2
         self.coupling_nets = [
             CouplingNetwork(latent_dim - self.num_masked, self.hidden_units,

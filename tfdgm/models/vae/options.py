@@ -23,6 +23,7 @@ from typing import Optional
 
 from tfdgm.config import Component
 from tfdgm.errors import ConfigError
+from tfdgm.models.base import SampleQualityOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +72,7 @@ class VAEOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class VAEEvaluationOptions:
+class VAEEvaluationOptions(SampleQualityOptions):
     """Test-time estimates: importance-sampled NLL with `nll_samples` samples per example, drawn
     `nll_chunk` at a time so memory stays bounded; `nll_examples` limits how many test examples
     the NLL uses, spread evenly over the test set (null: all). ELBO surgery (mutual information
@@ -86,6 +87,7 @@ class VAEEvaluationOptions:
     surgery_examples: int = 1000
 
     def __post_init__(self):
+        super().__post_init__()
         if self.nll_samples < 0:
             raise ConfigError(f"evaluation.nll_samples must be >= 0 (0: no NLL), got "
                               f"{self.nll_samples}.")
