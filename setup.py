@@ -18,6 +18,6 @@ setup(
     packages=find_packages(include=["tfdgm", "tfdgm.*"]),
     python_requires=">=3.10",
     install_requires=REQUIREMENTS,
-    extras_require={"test": ["pytest>=8", "tensorflow-serving-api==2.*"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist"]},
     entry_points={"console_scripts": ["tfdgm=tfdgm.__main__:main"]},
 )
