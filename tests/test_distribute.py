@@ -327,3 +327,39 @@ def test_two_workers_train_in_agreement(tmp_path):
         # the val_ ELBOs are other Monte Carlo estimates than one device's: close, not equal.
         rtol = 1e-2 if key.startswith("val_") else 1e-4
         np.testing.assert_allclose(results[0][f"logs_{key}"], values, rtol=rtol, err_msg=key)
+
+
+def test_two_workers_through_the_command_line_train_evaluate_and_exit_0(tmp_path):
+    """`python -m tfdgm train` on two workers with TF_CONFIG: the strategy is created before any
+    device is listed, both workers train, the chief evaluates alone while the other waits, and
+    both exit 0 with the chief's metrics.json written."""
+    import yaml
+    ports = free_ports(2)
+    if ports is None:
+        pytest.skip("cannot bind TCP ports on 127.0.0.1 for the multi-worker cluster")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "two_workers",
+        "data": {"name": "mnist5k", "binarize": "dynamic", "batch_size": 50,
+                 "eval_batch_size": 100, "max_examples": 200},
+        "model": {"name": "vae", "latent_dim": 3, "encoder": {"name": "mlp", "hidden_units": [16]},
+                  "decoder": {"name": "mlp", "hidden_units": [16]}},
+        "training": {"epochs": 1, "patience": 5},
+        "evaluation": {"nll_samples": 10, "nll_chunk": 10, "nll_examples": 20,
+                       "surgery_examples": 0},
+        "distribute": {"strategy": "multi_worker"}}))
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+                   CUDA_VISIBLE_DEVICES="",
+                   TF_CONFIG=json.dumps({"cluster": cluster,
+                                         "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tfdgm", "train", "--config", str(config), "--run-dir",
+             str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=os.path.dirname(HERE)))
+    wait_for_workers(processes, timeout=300)
+    with open(tmp_path / "run" / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["epochs_trained"] == 1 and np.isfinite(metrics["test_nll"])

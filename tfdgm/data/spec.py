@@ -121,7 +121,14 @@ class DatasetSpec:
         # The test `download_and_prepare` itself uses to reuse a prepared dataset
         # (`builder.is_prepared()` would log a warning for every fresh data dir).
         if not builder.data_path.exists():
-            self._download_and_prepare(builder)
+            try:
+                self._download_and_prepare(builder)
+            except FileExistsError:
+                # Another process (a worker of the same cluster, a parallel test) prepared it
+                # at the same time and renamed its copy into place first: use that one.
+                if not builder.data_path.exists():
+                    raise
+                builder = self.builder(tfds_data_dir)
         return builder
 
     def _download_and_prepare(self, builder: tfds.core.DatasetBuilder) -> None:

@@ -222,8 +222,8 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
 
 
 def _train_and_evaluate(config, run, strategy, chief):
-    if chief:
-        config_lib.dump(config, run.config)
+    if chief:  # atomically: the other workers of a cluster read it at their start
+        cb.write_atomically(run.config, lambda tmp: config_lib.dump(config, tmp))
     state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
     finished = state is not None and (state.stopped_early
                                       or state.epochs_done >= config.training.epochs)
@@ -261,12 +261,36 @@ def _train_and_evaluate(config, run, strategy, chief):
         ] + ([logger] if logger else [])
         fit(model, strategy, datasets, config, callbacks, initial_epoch=state.epochs_done)
 
-    if not chief:
-        return {}
-    logger.set_model(model)
-    metrics = evaluate(model, datasets, config, run, state, strategy=strategy)
-    logger.log_test_metrics(metrics, step=max(state.epochs_done, 1))
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    metrics = {}
+    if chief:
+        if multi_worker:
+            # The test evaluation is the chief's alone: a model outside the multi-worker
+            # strategy, so no collective waits on workers that do not evaluate.
+            model = _local_model(config, datasets.info)
+        logger.set_model(model)
+        metrics = evaluate(model, datasets, config, run, state,
+                           strategy=None if multi_worker else strategy)
+        logger.log_test_metrics(metrics, step=max(state.epochs_done, 1))
+    if multi_worker:
+        _barrier(strategy)  # no worker leaves before the chief is done (heartbeats)
     return metrics
+
+
+def _local_model(config, info):
+    """The run's model built and compiled on this process alone (the default strategy)."""
+    model = experiment.build_model(config, info)
+    model.compile_for_training(make_optimizers(model, config.optimizer))
+    return model
+
+
+def _barrier(strategy):
+    """Blocks until every worker of `strategy` reaches it: a one-number all-reduce.
+
+    Once a worker exits, the coordination service fails the remaining ones' ops ("task:1
+    stopped sending heartbeats"), so workers that are done wait here for the chief."""
+    strategy.reduce(tf.distribute.ReduceOp.SUM,
+                    strategy.run(lambda: tf.ones([], tf.float32)), axis=None)
 
 
 def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = None,
