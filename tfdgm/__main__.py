@@ -3,9 +3,10 @@
     python -m tfdgm train --config configs/quickstart.yaml [--set key=value ...] [--run-dir DIR]
     python -m tfdgm evaluate --run runs/quickstart [--set evaluation.nll_samples=1000]
     python -m tfdgm sample --run runs/quickstart -n 64 [--temperature 0.7] [--out samples.png]
-    python -m tfdgm export --run runs/quickstart [--base-dir export] [--version 1]
+    python -m tfdgm export --run runs/quickstart [--base-dir export] [--version N|auto]
 
-Bad input (config keys, values, dataset, incompatible options) exits with status 2 and a message
+TensorFlow's C++ log lines (oneDNN, CUDA probing on machines without a GPU) are hidden unless
+`--verbose` is given. Bad input (config keys, values, dataset, incompatible options) exits with status 2 and a message
 naming the problem and the fix; a NaN/Inf in training exits with status 3.
 """
 
@@ -13,14 +14,35 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+VERBOSE = "--verbose" in sys.argv[1:]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 on /dev/null: its shared libraries log through
+    absl before `TF_CPP_MIN_LOG_LEVEL` applies (CUDA stub probing on machines without a GPU)."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+if not VERBOSE:
+    _import_tensorflow_quietly()
 
 from tfdgm.errors import TfdgmError  # noqa: E402
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m tfdgm", description=__doc__.split("\n")[0])
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ log lines (hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train (or resume) a run, then evaluate it")

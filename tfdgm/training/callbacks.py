@@ -32,14 +32,14 @@ class RunState:
     Attributes:
       epochs_done: completed epochs (the next epoch to run, 0-based).
       best_value: best monitored validation value so far (None: none yet), and `best_epoch`
-        (0-based) where it was reached.
+        the epoch that reached it, counted from 1 as in `history` and `metrics.json` (0: none).
       epochs_without_improvement: counted from the monitor's `patience_from_epoch`.
       stopped_early: whether early stopping ended training.
       history: per-epoch logs (train and validation metrics, beta, seconds).
     """
     epochs_done: int = 0
     best_value: Optional[float] = None
-    best_epoch: int = -1
+    best_epoch: int = 0
     epochs_without_improvement: int = 0
     stopped_early: bool = False
     history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
@@ -68,7 +68,8 @@ class RunState:
 
     @classmethod
     def _from_fields(cls, fields):
-        if "best_elbo" in fields:  # written before the model contract: the ELBO was monitored
+        if "best_elbo" in fields:  # written before the model contract: the ELBO was monitored,
+            fields["best_epoch"] = fields["best_epoch"] + 1  # and best_epoch counted from 0
             best = fields.pop("best_elbo")
             fields["best_value"] = best if math.isfinite(best) else None
         return cls(**fields)
@@ -209,7 +210,7 @@ class RunCheckpointer(keras.callbacks.Callback):
             if improved:
                 state.best_value = value
         if improved:
-            state.best_epoch = epoch
+            state.best_epoch = epoch + 1
             state.epochs_without_improvement = 0
         elif epoch >= self.monitor.patience_from_epoch:
             state.epochs_without_improvement += 1

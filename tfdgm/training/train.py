@@ -197,9 +197,11 @@ def fit(model, strategy, datasets, config, callbacks, initial_epoch):
         return custom_fit(model, strategy, datasets.train, datasets.validation,
                           epochs=training.epochs, initial_epoch=initial_epoch,
                           steps_per_epoch=steps_per_epoch, callbacks=callbacks)
+    # shuffle=False: the stream is already shuffled (Keras would warn that it ignores True).
     return model.fit(datasets.train, validation_data=datasets.validation,
                      epochs=training.epochs, initial_epoch=initial_epoch,
-                     steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=1)
+                     steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=1,
+                     shuffle=False)
 
 
 def train_and_evaluate(config: config_lib.Config, run_dir: str,
@@ -307,7 +309,7 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
 
         metrics.update(evaluate_sample_quality(model, config))
     if state is not None:
-        metrics.update(epochs_trained=state.epochs_done, best_epoch=state.best_epoch + 1,
+        metrics.update(epochs_trained=state.epochs_done, best_epoch=state.best_epoch,
                        stopped_early=state.stopped_early,
                        train_seconds=float(sum(h["seconds"] for h in state.history)))
     if write:  # the grids first: metrics.json marks a finished run, so it comes last
