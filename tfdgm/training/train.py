@@ -314,7 +314,10 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
                        train_seconds=float(sum(h["seconds"] for h in state.history)))
     if write:  # the grids first: metrics.json marks a finished run, so it comes last
         images = next(iter(datasets.test.unbatch().batch(64))).numpy()
-        for name, grid in model.image_grids(images, seed=config.seed).items():
+        grids = model.image_grids(images, seed=config.seed)
+        for name, grid in grids.items():
             save_png(grid, os.path.join(run.dir, f"{name}.png"))
         cb.write_atomically(run.metrics, lambda tmp: cb.dump_json(metrics, tmp))
+        print(f"Wrote {run.metrics} and {', '.join(f'{name}.png' for name in grids)} in "
+              f"{run.dir}.")
     return metrics
