@@ -95,9 +95,10 @@ def test_vamp_prior_model_with_a_full_covariance_posterior():
     np.testing.assert_allclose(model.pairwise_log_q(z, tf.constant(images)), expected,
                                rtol=1e-5, atol=1e-4)
     result = elbo_surgery(model, batches(images, 8), max_examples=20, samples_per_example=50)
-    assert result["average_kl"] == pytest.approx(
-        result["mutual_information"] + result["marginal_kl"], abs=1e-9)
+    # (average = information + marginal KL holds by construction; what can fail is each part's
+    # range and the average against an independent estimate of the ELBO's KL term.)
     assert 0.05 < result["mutual_information"] <= np.log(20)
+    assert result["marginal_kl"] > -0.05
     terms = model.bound_terms(tf.constant(images), tf.constant([1, 1], tf.int64), num_samples=50)
     assert result["average_kl"] == pytest.approx(float(np.mean(terms["kl"])), rel=0.05, abs=0.05)
 
