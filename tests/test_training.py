@@ -79,7 +79,23 @@ def test_tensorboard_overlays_train_and_validation_with_one_point_per_epoch(fini
     kl = tf.make_ndarray(train.Tensors("kl_per_dimension")[-1].tensor_proto)
     assert kl.ndim == 2 and kl.shape[1] == 3  # a histogram: [buckets, (left, right, count)]
     assert len(test.Tensors("nll")) == 1
-    assert "_hparams_/session_start_info" in train.Tags()["tensors"]
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+    root = _events(run_dir, "")
+    records = {}
+    for tag in ("_hparams_/experiment", "_hparams_/session_start_info",
+                "_hparams_/session_end_info"):
+        assert tag in root.Tags()["tensors"], tag
+        records[tag] = plugin_data_pb2.HParamsPluginData.FromString(
+            root.SummaryMetadata(tag).plugin_data.content)
+    experiment_info = records["_hparams_/experiment"].experiment
+    hparams = {info.name for info in experiment_info.hparam_infos}
+    assert "model.latent_dim" in hparams and "optimizer.learning_rate" in hparams
+    assert not [name for name in hparams if name.startswith(("evaluation.", "export."))]
+    metrics = {(info.name.group, info.name.tag) for info in experiment_info.metric_infos}
+    assert metrics == {("test", "nll"), ("test", "elbo"), ("validation", "elbo")}
+    start = records["_hparams_/session_start_info"].session_start_info
+    assert start.hparams["model.latent_dim"].number_value == 4
+    assert records["_hparams_/session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
     grid = tf.make_ndarray(train.Tensors("images/samples")[0].tensor_proto)
     assert grid.shape[0] == 3  # width, height, one PNG-encoded grid
 

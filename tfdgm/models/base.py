@@ -30,6 +30,7 @@ What an instance provides:
     prepare_training(datasets, config)   once, on a fresh run, before the first step
     watched_terms                logged terms the NaN guard checks after every batch
     epoch_summaries(images)      `{tag: value}` scalars and `{tag: array}` histograms per epoch
+    key_metrics                  the `metrics.json` keys that compare runs (HParams columns)
     image_grids(images, seed)    `{name: [H', W', C] in [0, 1]}` grids for PNGs and TensorBoard
     evaluate_test(datasets, config)  what lands in `metrics.json`
     signatures()                 `{name: Signature}` export endpoints; `serving_default` and
@@ -151,6 +152,8 @@ class GenerativeModel(keras.Model):
     data_kinds: ClassVar[Tuple[str, ...]] = ("binary", "grey")
     serving_default: ClassVar[Optional[str]] = None
     tflite_signatures: ClassVar[Tuple[str, ...]] = ()
+    key_metrics: ClassVar[Tuple[str, ...]] = ()
+    """`metrics.json` keys that compare runs of the family (TensorBoard's HParams columns)."""
 
     # Configuration ------------------------------------------------------------------------------
 

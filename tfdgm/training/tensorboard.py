@@ -12,6 +12,10 @@ with the same tag in each, so TensorBoard overlays them in one chart:
     logs/validation/   <metric> per epoch for every validation metric (Keras's `val_` prefix
                        dropped)
     logs/test/         <metric> of `metrics.json` after the test evaluation (`test_` dropped)
+    logs/              the HParams records: the experiment (the hyperparameters that define
+                       the run, and as metrics the model's `key_metrics` from logs/test and its
+                       monitored quantity from logs/validation), the session start and, after
+                       the test evaluation, the session end with its status
 """
 
 import os
@@ -21,6 +25,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import summary as hparams_summary
+
+# Config keys that say how a run is evaluated, exported or placed, not what it is.
+NOT_HYPERPARAMETERS = ("evaluation.", "export.", "distribute.", "data.data_dir",
+                       "data.eval_batch_size", "training.image_every_epochs")
 
 
 def flatten_config(tree, prefix=""):
@@ -57,17 +67,33 @@ class TensorBoardLogger(keras.callbacks.Callback):
         super().__init__()
         self.log_dir = log_dir
         self.writers = {phase: tf.summary.create_file_writer(os.path.join(log_dir, phase))
-                        for phase in ("train", "validation", "test")}
+                        for phase in ("", "train", "validation", "test")}
         self.images = np.asarray(images, np.float32)
-        self.hparams = flatten_config(hparams)
+        self.hparams = {key: value for key, value in flatten_config(hparams).items()
+                        if not key.startswith(NOT_HYPERPARAMETERS)}
         self.global_batch_size, self.image_every = global_batch_size, max(1, image_every)
         self.seed = seed
         self._epoch_start, self._batches = time.time(), 0
 
     def on_train_begin(self, logs=None):
-        with self.writers["train"].as_default():
+        metrics = [hparams_api.Metric(key.removeprefix("test_"), group="test")
+                   for key in self.model.key_metrics]
+        if self.model.monitor is not None:
+            metrics.append(hparams_api.Metric(self.model.monitor.name, group="validation"))
+        with self.writers[""].as_default():
+            hparams_api.hparams_config(
+                hparams=[hparams_api.HParam(key) for key in sorted(self.hparams)],
+                metrics=metrics)
             hparams_api.hparams(self.hparams, trial_id=str(self.hparams.get("name", "run")))
-        self.writers["train"].flush()
+        self.writers[""].flush()
+
+    def log_session_end(self, success=True):
+        """The HParams session's end record, with its status."""
+        status = api_pb2.STATUS_SUCCESS if success else api_pb2.STATUS_FAILURE
+        with self.writers[""].as_default():
+            tf.summary.experimental.write_raw_pb(
+                hparams_summary.session_end_pb(status).SerializeToString(), step=0)
+        self.writers[""].flush()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start, self._batches = time.time(), 0
@@ -113,3 +139,4 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     tf.summary.scalar(name.removeprefix("test_"), float(value))
         self.writers["test"].flush()
+        self.log_session_end(success=True)

@@ -107,6 +107,7 @@ class DBN(GenerativeModel):
     data_kinds = ("binary",)
     serving_default = "features"
     tflite_signatures = ("features",)
+    key_metrics = ("test_log_likelihood_bound",)
 
     def __init__(self, image_shape, hidden_units=(500, 2000), epochs_per_layer=10, cd_steps=1,
                  persistent=False, num_chains=100, weight_decay=0.0, init_stddev=0.01,

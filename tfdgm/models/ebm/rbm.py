@@ -130,6 +130,7 @@ class RBM(GenerativeModel):
     data_kinds = ("binary",)
     serving_default = "hidden_probabilities"
     tflite_signatures = ("hidden_probabilities",)
+    key_metrics = ("test_log_likelihood", "test_log_z")
 
     def __init__(self, image_shape, hidden_units=500, cd_steps=1, persistent=False,
                  num_chains=100, weight_decay=0.0, init_stddev=0.01, sample_steps=1000,

@@ -74,6 +74,7 @@ class DensityFlow(GenerativeModel):
     default_optimizers = {"model": {"name": "adam", "learning_rate": 1e-3}}
     serving_default = "log_prob"
     tflite_signatures = ("generate", "decode")
+    key_metrics = ("test_bits_per_dim", "test_bits_per_dim_iw")
     trace_sampler = False
     """Whether `sample` traces `generate` first (MAF's `D`-step loop), or runs it eagerly."""
 

@@ -94,6 +94,7 @@ class GAN(GenerativeModel):
     data_kinds = ("binary", "grey", "points")
     serving_default = "generate"
     tflite_signatures = ("generate",)
+    key_metrics = ("test_classifier_fid", "test_modes_captured", "test_high_quality_fraction")
 
     @classmethod
     def default_optimizers_for(cls, options):

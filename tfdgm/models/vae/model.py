@@ -72,6 +72,7 @@ class VAE(GenerativeModel):
     default_optimizers = {"model": {"name": "adam", "learning_rate": 5e-4}}
     serving_default = "reconstruct"
     tflite_signatures = ("generate", "decode")
+    key_metrics = ("test_nll", "test_elbo")
 
     def __init__(self, encoder, decoder, posterior, prior, likelihood, image_shape,
                  objective="elbo", num_samples=1, free_bits=0.0, warmup_epochs=0, seed=0,
