@@ -154,16 +154,11 @@ class GAN(GenerativeModel):
                 "discriminator": self.discriminator_variables}[role]
 
     def compile_for_training(self, optimizers, jit_compile=False):
-        """Compiles with the two optimizers and builds their slots now.
-
-        Keras's `compile()` without an optimizer installs a default RMSProp as `self.optimizer`,
-        which `fit` would build over every trainable variable and `save_weights` would save;
-        `self.optimizer` is the discriminator's optimizer instead (the one that steps every
-        batch: what the NaN guard reports as the step).
-        """
+        """As the base class (both optimizers built on their own variables), with
+        `self.optimizer` the discriminator's: the one that steps every batch, so its iterations
+        are the step the NaN guard reports."""
         super().compile_for_training(optimizers, jit_compile)
         self.optimizer = self.discriminator_optimizer
-        self.build_optimizers()
 
     def latent_noise(self, batch_size, seed):
         """`[batch_size, latent_dim]` standard-normal rows of this replica's slice of the
