@@ -82,7 +82,7 @@ def _load_run(args):
     from tfdgm import experiment
     from tfdgm.data import dataset_info
     from tfdgm.errors import ConfigError
-    from tfdgm.training.train import Run, changed_keys, make_optimizers, restore
+    from tfdgm.training.train import Run, changed_keys, restore, run_optimizers
 
     run = Run(args.run)
     if not os.path.exists(run.config):
@@ -100,7 +100,7 @@ def _load_run(args):
         raise ConfigError(f"'{args.run}' has no checkpoint yet ({run.checkpoint('best')}); "
                           f"train it for at least one epoch.")
     model = experiment.build_model(config, dataset_info(config.data))
-    model.compile_for_training(make_optimizers(model, config.optimizer))
+    model.compile_for_training(run_optimizers(model, config))
     restore(model, run.checkpoint("best"))
     return config, run, model
 

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import yaml
 
 from tfdgm.errors import ConfigError
+from tfdgm.precision import PRECISIONS
+from tfdgm.optimizers import OptimizerConfig  # noqa: F401  (a family's `optimizer:` section)
 
 Component = Dict[str, Any]
 
@@ -44,37 +46,17 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-    """One optimizer: `adam`, `adamax`, `rmsprop` or `sgd` with its learning rate, moments
-    (`beta_1`, `beta_2` for Adam and Adamax; `rho` for RMSProp; `momentum` for SGD and RMSProp)
-    and optional gradient clipping by global norm (`clipnorm`)."""
-    name: str = dataclasses.field(
-        default="adam", metadata={"choices": ("adam", "adamax", "rmsprop", "sgd")})
-    learning_rate: float = 1e-3
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    rho: float = 0.9
-    momentum: float = 0.0
-    epsilon: float = 1e-7
-    clipnorm: Optional[float] = None
-
-    def __post_init__(self):
-        if not self.learning_rate > 0:
-            raise ConfigError(f"optimizer.learning_rate must be positive, got {self.learning_rate}.")
-        if self.clipnorm is not None and not self.clipnorm > 0:
-            raise ConfigError(f"optimizer.clipnorm must be positive (or null), got {self.clipnorm}.")
-
-
-@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """Epochs, early stopping (on the model's monitored validation quantity) and image logging.
 
-    `jit_compile` compiles the training and evaluation steps with XLA."""
+    `jit_compile` compiles the training and evaluation steps with XLA; `precision` is
+    `float32`, `mixed_float16` or `mixed_bfloat16` (`tfdgm.precision`)."""
     epochs: int = 100
     patience: int = 50
     steps_per_epoch: Optional[int] = None
     image_every_epochs: int = 1
     jit_compile: bool = False
+    precision: str = dataclasses.field(default="float32", metadata={"choices": PRECISIONS})
 
     def __post_init__(self):
         for key in ("epochs", "patience", "image_every_epochs"):

@@ -20,6 +20,7 @@ from tfdgm import models  # noqa: F401  (registers every model family)
 from tfdgm.config import Config, OptimizerConfig, build_section
 from tfdgm.data import dataset_info
 from tfdgm.errors import ConfigError
+from tfdgm.precision import policy_scope
 from tfdgm.registry import MODELS
 
 
@@ -105,8 +106,9 @@ def build_model(config: Config, info):
     """The built model of the resolved `config` for data described by `info` (a
     `DatasetInfo`). Call it inside the distribution strategy's scope so its variables are
     mirrored."""
-    model = model_class(config).from_experiment(config, info)
-    model.build()
+    with policy_scope(config.training.precision):
+        model = model_class(config).from_experiment(config, info)
+        model.build()
     return model
 
 

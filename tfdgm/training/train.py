@@ -26,6 +26,8 @@ from tfdgm import experiment
 from tfdgm.data import load_datasets
 from tfdgm.errors import ConfigError, DataError
 from tfdgm.evaluation import save_png
+from tfdgm.optimizers import make_optimizers
+from tfdgm.precision import with_loss_scaling
 from tfdgm.training import callbacks as cb
 from tfdgm.training.strategy import is_chief, make_strategy
 from tfdgm.training.tensorboard import TensorBoardLogger
@@ -42,29 +44,10 @@ def _resumable(key: str, allowed=RESUMABLE_CHANGES) -> bool:
         return True
     return key.startswith("optimizer.") and key.rsplit(".", 1)[-1] in RESUMABLE_OPTIMIZER_KEYS
 
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax,
-              "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
-
-
-def make_optimizer(config: config_lib.OptimizerConfig) -> keras.optimizers.Optimizer:
-    """The Keras optimizer of one `OptimizerConfig`."""
-    common = dict(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
-    if config.name in ("adam", "adamax"):
-        return OPTIMIZERS[config.name](beta_1=config.beta_1, beta_2=config.beta_2,
-                                       epsilon=config.epsilon, **common)
-    if config.name == "rmsprop":
-        return keras.optimizers.RMSprop(rho=config.rho, momentum=config.momentum,
-                                        epsilon=config.epsilon, **common)
-    return keras.optimizers.SGD(momentum=config.momentum, **common)
-
-
-def make_optimizers(model, optimizer_config) -> Dict[str, keras.optimizers.Optimizer]:
-    """`{role: optimizer}` for the model's `optimizer_roles` from the resolved `optimizer`
-    section (one `OptimizerConfig`, or one per role)."""
-    if isinstance(optimizer_config, config_lib.OptimizerConfig):
-        (role,) = model.optimizer_roles
-        return {role: make_optimizer(optimizer_config)}
-    return {role: make_optimizer(optimizer_config[role]) for role in model.optimizer_roles}
+def run_optimizers(model, config: config_lib.Config):
+    """`{role: optimizer}` of a resolved config: its `optimizer` section, with loss scaling
+    under `training.precision: mixed_float16`."""
+    return with_loss_scaling(make_optimizers(model, config.optimizer), config.training.precision)
 
 
 def _flat(tree, prefix=""):
@@ -238,7 +221,7 @@ def _train_and_evaluate(config, run, strategy, chief):
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)  # the same config, the same initial weights
         model = experiment.build_model(config, datasets.info)
-        model.compile_for_training(make_optimizers(model, config.optimizer),
+        model.compile_for_training(run_optimizers(model, config),
                                    jit_compile=config.training.jit_compile)
         if state is not None:
             restore(model, run.checkpoint("last"), config.optimizer)
@@ -282,7 +265,7 @@ def _train_and_evaluate(config, run, strategy, chief):
 def _local_model(config, info):
     """The run's model built and compiled on this process alone (the default strategy)."""
     model = experiment.build_model(config, info)
-    model.compile_for_training(make_optimizers(model, config.optimizer))
+    model.compile_for_training(run_optimizers(model, config))
     return model
 
 
