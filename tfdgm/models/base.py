@@ -169,6 +169,12 @@ class GenerativeModel(keras.Model):
                 f"but dataset '{info.name}' is {info.kind}; choose another data.name or model.")
 
     @classmethod
+    def config_warnings(cls, config) -> List[str]:
+        """Warnings for a legal resolved `config` that likely does not do what its user meant
+        (printed at the start of a run); default: none."""
+        return []
+
+    @classmethod
     def default_optimizers_for(cls, options) -> Dict[str, Dict[str, Any]]:
         """`{role: {name: ..., learning_rate: ..., ...}}` under the config's `optimizer:` section,
         given the family's resolved `model:` options (a GAN's depend on its loss); default: the
@@ -246,6 +252,12 @@ class GenerativeModel(keras.Model):
 
     def image_grids(self, images, seed: int = 0) -> Dict[str, np.ndarray]:
         """`{name: [H', W', C]}` grids in [0, 1] (PNG files in the run directory, TensorBoard)."""
+        return {}
+
+    def embeddings(self, images) -> Dict[str, np.ndarray]:
+        """`{name: [N, D]}` codes of `images [N, ...]` for TensorBoard's projector (a latent
+        variable model's posterior means, an encoder's codes, hidden-unit probabilities); default:
+        none."""
         return {}
 
     # Evaluation ---------------------------------------------------------------------------------

@@ -182,6 +182,9 @@ class RBM(GenerativeModel):
         """`p(h = 1 | v)` of images `x [B, H, W, C]`, `[B, H]` (the feature extractor)."""
         return self.rbm.hidden_probabilities(flatten(x))
 
+    def embeddings(self, images):
+        return {"hidden_probabilities": self.hidden_probabilities(images).numpy()}
+
     def gibbs_step(self, v, uniform_h, uniform_v):
         """One Gibbs sweep from images `v` with given noise `uniform_h [B, H]`,
         `uniform_v [B, H, W, C]`: `{"h", "v", "v_probabilities"}` (images for the visibles)."""

@@ -107,6 +107,9 @@ class BiGAN(GAN):
         """`x [B, *image_shape] -> z [B, latent_dim]`: the encoder in inference mode."""
         return self.encoder(tf.convert_to_tensor(x), training=False)
 
+    def embeddings(self, images):
+        return {"encoder": self.encode(images).numpy()}
+
     def reconstruct(self, x):
         """`G(E(x))`, `[B, *image_shape]`."""
         return self.generate(self.encode(x))

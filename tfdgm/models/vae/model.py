@@ -264,6 +264,19 @@ class VAE(GenerativeModel):
                               "set model.objective.free_bits=0.")
 
     @classmethod
+    def config_warnings(cls, config):
+        from tfdgm.models.vae.objectives import linear_warmup
+
+        warmup, epochs = config.model.objective.warmup_epochs, config.training.epochs
+        final_beta = linear_warmup(epochs - 1, warmup)
+        if final_beta < 1:
+            return [f"training.epochs ({epochs}) <= model.objective.warmup_epochs ({warmup}): "
+                    f"the KL weight beta ends at {final_beta:.2f}, never 1, so the run "
+                    f"optimizes a weakened bound; train more than {warmup} epochs or shorten "
+                    f"the warm-up."]
+        return []
+
+    @classmethod
     def build_components(cls, config, info):
         """The encoder, decoder, posterior, prior and likelihood of `config.model` for data
         described by `info`, as keyword arguments of a model constructor."""
@@ -324,6 +337,9 @@ class VAE(GenerativeModel):
         from tfdgm.models.vae.diagnostics import latent_summaries
 
         return latent_summaries(self, images)
+
+    def embeddings(self, images):
+        return {"posterior_mean": self.encode(images).numpy()}
 
     def image_grids(self, images, seed=0):
         from tfdgm.models.vae.diagnostics import vae_image_grids
