@@ -1,45 +1,173 @@
 """Benchmark: the library's VAE training epoch vs a bare `tf.function` step of the same network.
 
-    python bench/bench_vae.py [--data-dir ../shared/data] [--epochs 3] [--batch-size 100]
+    python bench/bench_vae.py --data-dir ../shared/data [--rounds 5] [--set KEY=VALUE ...]
 
-Times the VampPrior paper's standard VAE (gated MLP 300-300, z=40, Bernoulli, Adam 5e-4, batch 100)
-on static binarized MNIST (50000 training images; with no `--data-dir` it falls back to the 5000
-mnist5k digits, dynamically binarized) two ways, in one process on the same data:
+Times the gated-MLP VAE of `configs/vae_static_mnist.yaml` (300-300, z = 40, Bernoulli, Adam
+5e-4, batch 100) on static binarized MNIST (50000 training images, 500 steps an epoch); without
+`--data-dir` (no `binarized_mnist.npz`) the same network on the 4000 mnist5k training digits,
+dynamically binarized. One process, the same batches, five paths:
 
-* library: `tfdgm`'s `VAE` trained by `model.fit` on the `tfdgm.data` pipeline with the run's
-  callbacks (warm-up, NaN guard, checkpointing off) -- what `make train` does per epoch, without
-  validation;
-* bare: the same encoder/decoder layers, a hand-written ELBO and `tf.GradientTape` step under
-  `tf.function`, looping over in-memory batches.
+* `library_default`: the model built from the config by `tfdgm.experiment.build_model` and
+  compiled as `tfdgm.training.train` compiles it (`compile_for_training` with the run's
+  optimizers and the config's `training.jit_compile`, i.e. the library's default), trained by
+  `model.fit` on the run's resumable training stream (`load_training_datasets`) with the run's
+  per-batch callbacks (the family's, the NaN guard, the progress bar): what `make train` does in
+  an epoch, minus the epoch-end validation, checkpoint and TensorBoard writes (those are in
+  `bench/bench_command.py`);
+* `library_xla`, `library_no_xla`: the same with `training.jit_compile` forced to true / false;
+* `bare`: the same encoder, decoder and posterior heads, a hand-written ELBO and Adam step in a
+  `tf.function` without XLA, looping over the same batches held in memory (no input pipeline);
+* `bare_xla`: that step compiled with XLA.
 
-Prints epoch seconds, examples/second and the ratio library / bare (aim: <= 1.2 on CPU).
+Every path first runs one untimed epoch (tracing, compilation). Then `--rounds` rounds each time
+one epoch of every path, the order rotated from round to round (alternated, so background load
+on a shared machine falls on all paths alike). Reported: the median epoch seconds of each path,
+the per-round ratios to `bare` (median, min, max) and the machine. The goal of issue 12: library
+default / bare <= 0.85. Prints one JSON line (`--out` writes it to a file as well).
 """
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfdgm import experiment  # noqa: E402
-from tfdgm.data import load_datasets  # noqa: E402
-from tfdgm.experiment import build_model  # noqa: E402
 from tfdgm.training import callbacks as cb  # noqa: E402
+from tfdgm.training.train import load_training_datasets, run_optimizers  # noqa: E402
+
+CONFIG = "configs/vae_static_mnist.yaml"
+FALLBACK = ["data.name=mnist5k", "data.binarize=dynamic"]
 
 
-def bare_step_fn(model, optimizer):
-    """A training step written directly against the model's layers: no Keras trainer."""
+# Shared by the bench scripts of issue 12 (bench_steps.py and bench_command.py import these). ---
+
+def machine():
+    """What the figures were measured on."""
+    return {
+        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(), "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def static_mnist_available(data_dir):
+    return bool(data_dir) and os.path.exists(os.path.join(data_dir, "binarized_mnist.npz"))
+
+
+def alternated_rounds(paths, rounds):
+    """`{name: [seconds per round]}` for `paths` (`{name: callable -> seconds}`): `rounds`
+    rounds, each calling every path once, the order rotated by one each round."""
+    names = list(paths)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            times[name].append(paths[name]())
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names),
+              file=sys.stderr, flush=True)
+    return times
+
+
+def ratio_summary(times, numerator, denominator):
+    """Median, min and max over rounds of `times[numerator][r] / times[denominator][r]`."""
+    ratios = np.asarray(times[numerator]) / np.asarray(times[denominator])
+    return {"median": float(np.median(ratios)), "min": float(ratios.min()),
+            "max": float(ratios.max()), "rounds": [round(float(v), 4) for v in ratios]}
+
+
+def emit(result, out=None):
+    """Prints `result` as one JSON line (and writes it to `out`)."""
+    result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    line = json.dumps(result)
+    print(line, flush=True)
+    if out:
+        with open(out, "w") as f:
+            f.write(line + "\n")
+
+
+# The library path -------------------------------------------------------------------------------
+
+class LibraryEpochs:
+    """A model built, compiled and trained through the library's own functions; `__call__`
+    trains one epoch with `model.fit` and returns its seconds."""
+
+    def __init__(self, config, checkpoint_dir):
+        self.config = config
+        self.datasets = load_training_datasets(config, first_epoch=0)
+        self.steps = config.training.steps_per_epoch or self.datasets.steps_per_epoch
+        keras.utils.set_random_seed(config.seed)
+        self.model = experiment.build_model(config, self.datasets.info)
+        # As tfdgm.training.train._train_and_evaluate compiles a run's model.
+        self.model.compile_for_training(run_optimizers(self.model, config),
+                                        jit_compile=config.training.jit_compile)
+        self.model.prepare_training(self.datasets, config)
+        self.callbacks = self.model.training_callbacks(config) + [
+            cb.NonFiniteGuard(checkpoint_dir, self.model.watched_terms)]
+        self.epoch = 0
+
+    def __call__(self):
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # verbose=1 as a run; not on screen
+            self.model.fit(self.datasets.train, epochs=self.epoch + 1, initial_epoch=self.epoch,
+                           steps_per_epoch=self.steps, callbacks=self.callbacks, verbose=1,
+                           shuffle=False)
+        self.epoch += 1
+        return time.perf_counter() - start
+
+    def jit_compile_used(self):
+        """Whether Keras compiled the training step with XLA (after the first epoch)."""
+        return bool(getattr(self.model, "jit_compile", None))
+
+    def batches(self):
+        """The first epoch's batches of the run's training stream, as tensors in memory."""
+        from tfdgm.data.batches import images_of
+
+        return [tf.constant(images_of(batch)) for batch in self.datasets.train.take(self.steps)]
+
+
+class BareEpochs:
+    """`step(x, seed)` over in-memory `batches`; `__call__` runs one epoch, returns seconds."""
+
+    def __init__(self, step, batches):
+        self.step, self.batches, self.epoch = step, batches, 0
+
+    def __call__(self):
+        start = time.perf_counter()
+        for i, x in enumerate(self.batches):
+            loss = self.step(x, tf.constant([self.epoch, i], tf.int64))
+        float(loss)  # waits for the last step
+        self.epoch += 1
+        return time.perf_counter() - start
+
+
+# The bare VAE step ------------------------------------------------------------------------------
+
+def bare_vae_step(model, optimizer, jit_compile=False):
+    """A training step written directly against the model's layers, no Keras trainer:
+
+    z = mu(h) + sigma(h) eps, sigma = softplus(.) + 1e-5, h = encoder(x);
+    loss = mean_B [ KL(N(mu, sigma^2) || N(0, I)) - log Bernoulli(x; decoder(z)) ] (beta = 1).
+    """
     encoder, decoder = model.encoder, model.decoder
     loc_head, scale_head = model.posterior.loc_head, model.posterior.scale_head
     variables = model.trainable_variables
 
-    @tf.function(jit_compile=False)
+    @tf.function(jit_compile=jit_compile)
     def step(x, seed):
         with tf.GradientTape() as tape:
             h = encoder(x)
@@ -56,69 +184,69 @@ def bare_step_fn(model, optimizer):
     return step
 
 
+def bare_model(config, info):
+    """A fresh model of `config` (the same layers and initial weights as the library's)."""
+    keras.utils.set_random_seed(config.seed)
+    return experiment.build_model(config, info)
+
+
+def library_variants(config_path, overrides, checkpoint_dir):
+    """`{name: LibraryEpochs}` for the default, XLA-forced and non-XLA library paths."""
+    variants = {"library_default": [], "library_xla": ["training.jit_compile=true"],
+                "library_no_xla": ["training.jit_compile=false"]}
+    return {name: LibraryEpochs(experiment.load_config(config_path, overrides + extra),
+                                checkpoint_dir)
+            for name, extra in variants.items()}
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=os.environ.get("TFDGM_DATA_DIR"))
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--jit", action="store_true", help="XLA-compile both steps")
-    parser.add_argument("--out", help="write the figures as JSON here")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 1)[1])
+    parser.add_argument("--data-dir", default=os.environ.get("TFDGM_DATA_DIR"),
+                        help="folder with binarized_mnist.npz (default $TFDGM_DATA_DIR; "
+                             "without it: mnist5k)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (>= 3)")
+    parser.add_argument("--steps", type=int, help="steps per epoch (default: a whole epoch)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every library path")
+    parser.add_argument("--out", help="also write the JSON line here")
     args = parser.parse_args()
 
-    static = bool(args.data_dir) and os.path.exists(os.path.join(args.data_dir,
-                                                                 "binarized_mnist.npz"))
-    data = ({"name": "static_mnist", "data_dir": args.data_dir} if static
-            else {"name": "mnist5k", "binarize": "dynamic"})
-    config = experiment.from_dict({
-        "name": "bench",
-        "data": {**data, "batch_size": args.batch_size},
-        "model": {"latent_dim": 40, "encoder": {"name": "gated_mlp", "hidden_units": [300, 300]},
-                  "decoder": {"name": "gated_mlp", "hidden_units": [300, 300]}},
-        "optimizer": {"name": "adam", "learning_rate": 5e-4},
-        "training": {"jit_compile": args.jit},
-    })
-    datasets = load_datasets(config.data, seed=0)
-    images = np.concatenate(list(datasets.train.as_numpy_iterator()))
-    steps = len(images) // args.batch_size
-    examples = steps * args.batch_size
+    static = static_mnist_available(args.data_dir)
+    overrides = ([f"data.data_dir={args.data_dir}"] if static else FALLBACK) + args.set
+    if args.steps:
+        overrides.append(f"training.steps_per_epoch={args.steps}")
 
-    model = build_model(config, datasets.info)
-    model.compile(optimizer=keras.optimizers.Adam(5e-4), jit_compile=args.jit)
-    callbacks = [cb.KLWarmup(0), cb.NonFiniteGuard("-")]
-    library = []
-    for epoch in range(args.epochs + 1):  # the first epoch traces and warms up
-        start = time.perf_counter()
-        model.fit(datasets.train, epochs=epoch + 1, initial_epoch=epoch, callbacks=callbacks,
-                  verbose=0)
-        library.append(time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as scratch:
+        library = library_variants(CONFIG, overrides, scratch)
+        default = library["library_default"]
+        batches = default.batches()
+        paths = dict(library)
+        for name, jit in (("bare", False), ("bare_xla", True)):
+            model = bare_model(default.config, default.datasets.info)
+            paths[name] = BareEpochs(bare_vae_step(model, keras.optimizers.Adam(5e-4), jit),
+                                     batches)
+        warmup = {name: path() for name, path in paths.items()}  # traces and compiles
+        times = alternated_rounds(paths, args.rounds)
 
-    bare_model = build_model(config, datasets.info)
-    step = bare_step_fn(bare_model, keras.optimizers.Adam(5e-4))
-    batches = [tf.constant(images[i * args.batch_size:(i + 1) * args.batch_size])
-               for i in range(steps)]
-    bare = []
-    for epoch in range(args.epochs + 1):
-        start = time.perf_counter()
-        for i, x in enumerate(batches):
-            loss = step(x, tf.constant([epoch, i], tf.int64))
-        float(loss)
-        bare.append(time.perf_counter() - start)
-
-    library_s, bare_s = float(np.median(library[1:])), float(np.median(bare[1:]))
-    result = {
-        "dataset": config.data.name, "train_examples": examples, "batch_size": args.batch_size,
-        "epochs_timed": args.epochs, "jit_compile": args.jit,
-        "library_epoch_s": library_s, "library_examples_per_s": examples / library_s,
-        "bare_epoch_s": bare_s, "bare_examples_per_s": examples / bare_s,
-        "ratio_library_over_bare": library_s / bare_s,
-        "devices": [d.name for d in tf.config.list_logical_devices()],
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-        "tensorflow": tf.__version__, "keras": keras.__version__,
-    }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    examples = default.steps * default.config.data.batch_size
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    emit({
+        "benchmark": "bench_vae", "config": CONFIG, "overrides": overrides,
+        "dataset": default.config.data.name, "steps_per_epoch": default.steps,
+        "batch_size": default.config.data.batch_size, "rounds": args.rounds,
+        "default_jit_compile_setting": str(default.config.training.jit_compile),
+        "jit_compile_used": {name: path.jit_compile_used() for name, path in library.items()},
+        "epoch_seconds_median": medians,
+        "epoch_seconds_rounds": {name: [round(v, 4) for v in t] for name, t in times.items()},
+        "warmup_epoch_seconds": warmup,
+        "examples_per_second": {name: examples / s for name, s in medians.items()},
+        "ratio_to_bare": {name: ratio_summary(times, name, "bare") for name in paths
+                          if name != "bare"},
+        "goal": "library_default / bare <= 0.85",
+        "machine": machine(),
+    }, args.out)
 
 
 if __name__ == "__main__":
