@@ -18,6 +18,39 @@ def tile(images: np.ndarray, columns: int = None) -> np.ndarray:
     return grid
 
 
+def stretch_each(images: np.ndarray) -> np.ndarray:
+    """Maps each image of `[N, ...]` linearly onto [0, 1] by its own range, for display.
+
+    `(x - min_n) / (max_n - min_n)` with the minimum and maximum over image n's pixels; a constant
+    image is left as it is. Learned images whose values stay in a small part of [0, 1] (a
+    VampPrior's pseudo-inputs early in training: the paper's initialization N(-0.05, 0.01) is
+    clipped to 0 and the pixels rise by about one learning rate per step) would otherwise show
+    as black cells.
+
+    ```python
+    stretch_each(0.1 * digits)   # == digits when every digit has a 0 and a 1 pixel
+    ```
+    """
+    images = np.asarray(images)
+    axes = tuple(range(1, images.ndim))
+    low = images.min(axis=axes, keepdims=True)
+    span = images.max(axis=axes, keepdims=True) - low
+    constant = span == 0
+    return np.where(constant, images, (images - low) / np.where(constant, 1, span))
+
+
+def sprite(images: np.ndarray) -> np.ndarray:
+    """The `[n H, n W, C]` sprite of TensorBoard's projector: `[N, H, W, C]` images in [0, 1]
+    row-major in an `n x n` grid, `n = ceil(sqrt(N))`, no separators, unused cells black."""
+    images = np.asarray(images)
+    count, height, width, channels = images.shape
+    side = int(np.ceil(np.sqrt(count)))
+    cells = np.zeros((side * side, height, width, channels), images.dtype)
+    cells[:count] = images
+    return (cells.reshape(side, side, height, width, channels).transpose(0, 2, 1, 3, 4)
+            .reshape(side * height, side * width, channels))
+
+
 def save_png(grid: np.ndarray, path: str) -> None:
     """Writes a `[H, W, C]` grid with values in [0, 1] as an 8-bit PNG."""
     from PIL import Image

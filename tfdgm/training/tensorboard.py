@@ -5,28 +5,39 @@ with the same tag in each, so TensorBoard overlays them in one chart:
 
     logs/train/        <metric> per epoch (step = epoch, 1-based) for every training metric;
                        learning_rate (one per optimizer role: learning_rate/<role> when there
-                       are several), examples_per_second; the model's `epoch_summaries`
-                       (floats as scalars, arrays as histograms); every `image_every` epochs the
-                       model's `image_grids` as one tiled image each under images/<name>; the
-                       run's hyperparameters (HParams plugin) at the start
+                       are several), examples_per_second (training steps of the epoch times the
+                       global batch, over the seconds before validation starts); the model's
+                       `epoch_summaries` (floats as scalars, arrays as histograms); every
+                       `image_every` epochs (the first included) the model's `image_grids` as
+                       one tiled image each under images/<name> and a histogram of every
+                       trainable variable under weights/<variable path>
     logs/validation/   <metric> per epoch for every validation metric (Keras's `val_` prefix
                        dropped)
-    logs/test/         <metric> of `metrics.json` after the test evaluation (`test_` dropped)
+    logs/test/         <metric> of `metrics.json` after the test evaluation (`test_` dropped);
+                       `metrics`, all of `metrics.json` as a text table; the embedding projector
+                       (`tfdgm.training.projector`): the model's `embeddings` of up to 1000
+                       evenly spaced test examples with their labels and a sprite
     logs/              the HParams records: the experiment (the hyperparameters that define
                        the run, and as metrics the model's `key_metrics` from logs/test and its
                        monitored quantity from logs/validation), the session start and, after
-                       the test evaluation, the session end with its status
+                       the test evaluation, the session end with its status; `config`, the
+                       resolved config (the YAML of config.yaml) as text
 """
 
+import json
 import os
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
+
+from tfdgm import config as config_lib
+from tfdgm.training import projector
 
 # Config keys that say how a run is evaluated, exported or placed, not what it is.
 NOT_HYPERPARAMETERS = ("evaluation.", "export.", "distribute.", "data.data_dir",
@@ -51,29 +62,61 @@ def _learning_rate(optimizer):
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
+def _cell(value):
+    """One value of `metrics.json` as the text of a markdown table cell."""
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+    elif isinstance(value, dict):
+        text = json.dumps(value, sort_keys=True)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|")
+
+
+def metrics_table(metrics):
+    """`metrics.json` as a markdown table `| metric | value |`, in its order."""
+    rows = [f"| {name} | {_cell(value)} |" for name, value in metrics.items()]
+    return "\n".join(["| metric | value |", "| --- | --- |"] + rows)
+
+
+def config_text(config):
+    """The resolved config as the YAML of `config.yaml`, in a fenced code block (markdown)."""
+    return f"```yaml\n{yaml.safe_dump(config, sort_keys=False)}```"
+
+
 class TensorBoardLogger(keras.callbacks.Callback):
     """Writes the events described in the module docstring.
+
+    Per batch it does nothing: the epoch's throughput comes from the steps per epoch that `fit`
+    (or the custom loop) passes in `params["steps"]`.
 
     Args:
       log_dir: the run's TensorBoard directory (`<run>/logs`).
       images: `[N, ...]` fixed validation examples the model's summaries and grids use.
-      hparams: the resolved config as a nested dict.
+      hparams: the resolved config as a nested dict (`Config.to_dict()`); its `data` section
+        selects the projector's test examples (none without it).
       global_batch_size: examples per training step, for the throughput.
-      image_every: epochs between image grids.
+      image_every: epochs between image grids and weight histograms.
       seed: seed of the fixed noise of the sample grids.
+      projector_examples: how many test examples the projector shows (0: no projector).
     """
 
-    def __init__(self, log_dir, images, hparams, global_batch_size, image_every=1, seed=0):
+    def __init__(self, log_dir, images, hparams, global_batch_size, image_every=1, seed=0,
+                 projector_examples=projector.EXAMPLES):
         super().__init__()
         self.log_dir = log_dir
         self.writers = {phase: tf.summary.create_file_writer(os.path.join(log_dir, phase))
                         for phase in ("", "train", "validation", "test")}
         self.images = np.asarray(images, np.float32)
+        self.config = hparams
         self.hparams = {key: value for key, value in flatten_config(hparams).items()
                         if not key.startswith(NOT_HYPERPARAMETERS)}
         self.global_batch_size, self.image_every = global_batch_size, max(1, image_every)
         self.seed = seed
-        self._epoch_start, self._batches = time.time(), 0
+        self.projector_examples = projector_examples
+        self._epoch_start = self._training_end = None
 
     def on_train_begin(self, logs=None):
         metrics = [hparams_api.Metric(key.removeprefix("test_"), group="test")
@@ -85,6 +128,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 hparams=[hparams_api.HParam(key) for key in sorted(self.hparams)],
                 metrics=metrics)
             hparams_api.hparams(self.hparams, trial_id=str(self.hparams.get("name", "run")))
+            tf.summary.text("config", config_text(self.config), step=0)
         self.writers[""].flush()
 
     def log_session_end(self, success=True):
@@ -96,13 +140,22 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.writers[""].flush()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start, self._batches = time.time(), 0
+        self._epoch_start, self._training_end = time.time(), None
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._batches += 1
+    def on_test_begin(self, logs=None):
+        # Within `fit`, the epoch's validation: its training steps are done.
+        if self._epoch_start is not None and self._training_end is None:
+            self._training_end = time.time()
+
+    def _examples_per_second(self):
+        steps = (self.params or {}).get("steps")
+        if not steps or self._epoch_start is None:
+            return None
+        seconds = (self._training_end or time.time()) - self._epoch_start
+        return steps * self.global_batch_size / max(seconds, 1e-9)
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.time() - self._epoch_start
+        throughput = self._examples_per_second()
         step = epoch + 1
         logs = logs or {}
         with self.writers["validation"].as_default(step=step):
@@ -117,8 +170,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
             for role, optimizer in optimizers.items():
                 tag = "learning_rate" if len(optimizers) == 1 else f"learning_rate/{role}"
                 tf.summary.scalar(tag, _learning_rate(optimizer))
-            tf.summary.scalar("examples_per_second",
-                              self._batches * self.global_batch_size / max(seconds, 1e-9))
+            if throughput is not None:
+                tf.summary.scalar("examples_per_second", throughput)
             for name, value in self.model.epoch_summaries(self.images).items():
                 if np.ndim(value) == 0:
                     tf.summary.scalar(name, float(value))
@@ -126,6 +179,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
                     tf.summary.histogram(name, np.asarray(value))
             if epoch % self.image_every == 0:
                 self.log_images()
+                self.log_weights()
         for writer in self.writers.values():
             writer.flush()
 
@@ -133,10 +187,39 @@ class TensorBoardLogger(keras.callbacks.Callback):
         for name, grid in self.model.image_grids(self.images, self.seed).items():
             tf.summary.image(f"images/{name}", grid[None], max_outputs=1)
 
+    def log_weights(self):
+        """A histogram of each trainable variable, `weights/<variable path>`."""
+        seen = set()
+        for variable in self.model.trainable_variables:
+            tag = f"weights/{getattr(variable, 'path', variable.name)}"
+            while tag in seen:  # paths are unique in Keras 3; names alone need not be
+                tag += "_"
+            seen.add(tag)
+            tf.summary.histogram(tag, variable)
+
     def log_test_metrics(self, metrics, step):
+        """After the test evaluation: the test scalars, `metrics` as text, the projector, and the
+        HParams session end."""
         with self.writers["test"].as_default(step=step):
             for name, value in metrics.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     tf.summary.scalar(name.removeprefix("test_"), float(value))
+            tf.summary.text("metrics", metrics_table(metrics))
         self.writers["test"].flush()
+        self.log_projector()
         self.log_session_end(success=True)
+
+    def log_projector(self):
+        """The model's `embeddings` of the projector's test examples (module docstring); nothing
+        for a model without embeddings, a config without `data` or `projector_examples=0`."""
+        if not self.projector_examples or "data" not in self.config:
+            return None
+        data = config_lib.build_section(config_lib.DataConfig, self.config["data"], "data")
+        probe = self.model.embeddings(self.images[:1])
+        if not probe:
+            return None
+        examples = projector.projector_examples(data, self.projector_examples)
+        embeddings = projector.model_embeddings(self.model, examples.images,
+                                                data.eval_batch_size)
+        return projector.write_projector(os.path.join(self.log_dir, "test"), embeddings,
+                                         examples)

@@ -1,4 +1,5 @@
-"""Latent-space diagnostics (active units, per-dimension KL) and the VAE's image grids.
+"""Latent-space diagnostics (active units, per-dimension KL, posterior means and scales) and the
+VAE's image grids.
 
 Active units (Burda et al. 2016): dimension d is active when `Cov_x(E_q[z_d | x]) > threshold`
 (0.01 in the paper), i.e. when the posterior mean moves with the data.
@@ -10,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm.data.batches import images_of
-from tfdgm.evaluation.images import interpolate, slerp, tile
+from tfdgm.evaluation.images import interpolate, slerp, stretch_each, tile
 
 
 def posterior_statistics(model, dataset, max_examples=None) -> Dict[str, np.ndarray]:
@@ -44,11 +45,36 @@ def active_units(means: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     return np.var(means, axis=0) > threshold
 
 
+def posterior_scales(posterior, h, num_samples=16):
+    """The standard deviation of each coordinate of q(z | x), `[B, D]`.
+
+    Exact for the diagonal Gaussian (`sigma`) and the full-covariance one (the norm of each row
+    of the Cholesky factor, `sqrt((L L^T)_dd)`); for other posteriors (flows, the sphere) the
+    sample standard deviation of `num_samples` draws.
+    """
+    if hasattr(posterior, "loc_and_scale"):
+        return posterior.loc_and_scale(h)[1]
+    if hasattr(posterior, "loc_and_cholesky"):
+        return tf.norm(posterior.loc_and_cholesky(h)[2], axis=-1)
+    z = posterior(h, num_samples=num_samples, seed=tf.constant([0, 1], tf.int64)).z
+    return tf.math.reduce_std(z, axis=0)
+
+
 def latent_summaries(model, images):
-    """Per-epoch latent diagnostics on fixed `images`: the number of active units, and the
-    per-dimension KL to N(0, I) `[D]` (a histogram; under a standard-normal prior only)."""
-    q = model.posterior(model.encoder(images), num_samples=1, seed=tf.constant([0, 0], tf.int64))
-    summaries = {"active_units": float(active_units(q.mean.numpy()).sum())}
+    """Per-epoch latent diagnostics on fixed `images [B, ...]`:
+
+    * `active_units`: the number of active units (a scalar);
+    * `kl_per_dimension`: the per-dimension KL to N(0, I) averaged over the images, `[D]`, one
+      histogram over the dimensions (under a standard-normal prior only);
+    * `posterior_mean`, `posterior_scale`: the means `[B, D]` and standard deviations `[B, D]`
+      (`posterior_scales`) of q(z | x), histograms over images and dimensions.
+    """
+    h = model.encoder(images)
+    q = model.posterior(h, num_samples=1, seed=tf.constant([0, 0], tf.int64))
+    means = q.mean.numpy()
+    summaries = {"active_units": float(active_units(means).sum()),
+                 "posterior_mean": means,
+                 "posterior_scale": posterior_scales(model.posterior, h).numpy()}
     if q.kl_per_dim is not None and model.prior.is_standard_normal:
         summaries["kl_per_dimension"] = tf.reduce_mean(q.kl_per_dim, axis=0).numpy()
     return summaries
@@ -62,7 +88,10 @@ def vae_image_grids(model, images, seed=0, num_samples=64, interpolation_steps=1
     * `reconstructions`: originals and their reconstructions side by side;
     * `interpolation`: decoder means along the line between the codes of `images[0]` and
       `images[1]` (the great-circle arc, `slerp`, when the posterior's geometry is `"sphere"`);
-    * `pseudo_inputs`: the first `max_pseudo_inputs` pseudo-inputs of a VampPrior.
+    * `pseudo_inputs`: the first `max_pseudo_inputs` pseudo-inputs of a VampPrior, each
+      stretched to [0, 1] by its own range (`stretch_each`): they start at 0 (the paper's
+      initialization, clipped) and take many epochs to fill [0, 1], so shown as they are they
+      stay nearly black.
     """
     eps = tf.random.stateless_normal([num_samples, model.noise_dim], [seed, 7])
     samples = model.generate(eps).numpy()
@@ -80,5 +109,5 @@ def vae_image_grids(model, images, seed=0, num_samples=64, interpolation_steps=1
              "interpolation": tile(interpolation, interpolation_steps)}
     pseudo_inputs = getattr(model.prior, "pseudo_inputs", None)
     if callable(pseudo_inputs):
-        grids["pseudo_inputs"] = tile(pseudo_inputs()[:max_pseudo_inputs].numpy())
+        grids["pseudo_inputs"] = tile(stretch_each(pseudo_inputs()[:max_pseudo_inputs].numpy()))
     return grids
