@@ -102,12 +102,32 @@ def emit(result, out=None):
 
 # The library path -------------------------------------------------------------------------------
 
-class LibraryEpochs:
-    """A model built, compiled and trained through the library's own functions; `__call__`
-    trains one epoch with `model.fit` and returns its seconds."""
+class EpochTimer(keras.callbacks.Callback):
+    """Records the seconds from each epoch's start to its end (first in the callback list)."""
 
-    def __init__(self, config, checkpoint_dir):
-        self.config = config
+    def __init__(self):
+        super().__init__()
+        self.seconds, self._start = [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+class LibraryEpochs:
+    """A model built, compiled and trained through the library's own functions.
+
+    `__call__` runs one `model.fit` call of `fit_epochs` epochs (epochs continue from the last
+    call, so the KL warm-up advances as in a run) and returns the mean seconds of its epochs
+    after the first: an epoch as a run's `fit` repeats it. The first epoch of a call also
+    creates the input iterator and the callbacks' state, which a run pays once; its excess over
+    the others is kept in `fit_call_overhead`.
+    """
+
+    def __init__(self, config, checkpoint_dir, fit_epochs=2):
+        self.config, self.fit_epochs = config, fit_epochs
         self.datasets = load_training_datasets(config, first_epoch=0)
         self.steps = config.training.steps_per_epoch or self.datasets.steps_per_epoch
         keras.utils.set_random_seed(config.seed)
@@ -119,15 +139,29 @@ class LibraryEpochs:
         self.callbacks = self.model.training_callbacks(config) + [
             cb.NonFiniteGuard(checkpoint_dir, self.model.watched_terms)]
         self.epoch = 0
+        self.fit_call_overhead = []
+
+    def fit(self, epochs):
+        """Seconds of each of `epochs` epochs of one `fit` call."""
+        timer = EpochTimer()
+        with contextlib.redirect_stdout(io.StringIO()):  # verbose=1 as a run; not on screen
+            self.model.fit(self.datasets.train, epochs=self.epoch + epochs,
+                           initial_epoch=self.epoch, steps_per_epoch=self.steps,
+                           callbacks=[timer] + self.callbacks, verbose=1, shuffle=False)
+        self.epoch += epochs
+        return timer.seconds
 
     def __call__(self):
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # verbose=1 as a run; not on screen
-            self.model.fit(self.datasets.train, epochs=self.epoch + 1, initial_epoch=self.epoch,
-                           steps_per_epoch=self.steps, callbacks=self.callbacks, verbose=1,
-                           shuffle=False)
-        self.epoch += 1
-        return time.perf_counter() - start
+        seconds = self.fit(self.fit_epochs)
+        if len(seconds) == 1:
+            return seconds[0]
+        steady = float(np.mean(seconds[1:]))
+        self.fit_call_overhead.append(seconds[0] - steady)
+        return steady
+
+    def warm_up(self):
+        """One epoch (tracing, compilation), untimed by the benchmark; returns its seconds."""
+        return sum(self.fit(1))
 
     def jit_compile_used(self):
         """Whether Keras compiled the training step with XLA (after the first epoch)."""
@@ -154,15 +188,21 @@ class BareEpochs:
         self.epoch += 1
         return time.perf_counter() - start
 
+    warm_up = __call__
+
 
 # The bare VAE step ------------------------------------------------------------------------------
 
-def bare_vae_step(model, optimizer, jit_compile=False):
+def bare_vae_step(model, config, jit_compile=False):
     """A training step written directly against the model's layers, no Keras trainer:
 
     z = mu(h) + sigma(h) eps, sigma = softplus(.) + 1e-5, h = encoder(x);
-    loss = mean_B [ KL(N(mu, sigma^2) || N(0, I)) - log Bernoulli(x; decoder(z)) ] (beta = 1).
+    loss = mean_B [ KL(N(mu, sigma^2) || N(0, I)) - log Bernoulli(x; decoder(z)) ] (beta = 1),
+    Adam with the config's settings.
     """
+    options = config.optimizer
+    optimizer = keras.optimizers.Adam(options.learning_rate, beta_1=options.beta_1,
+                                      beta_2=options.beta_2, epsilon=options.epsilon)
     encoder, decoder = model.encoder, model.decoder
     loc_head, scale_head = model.posterior.loc_head, model.posterior.scale_head
     variables = model.trainable_variables
@@ -190,13 +230,63 @@ def bare_model(config, info):
     return experiment.build_model(config, info)
 
 
-def library_variants(config_path, overrides, checkpoint_dir):
-    """`{name: LibraryEpochs}` for the default, XLA-forced and non-XLA library paths."""
-    variants = {"library_default": [], "library_xla": ["training.jit_compile=true"],
-                "library_no_xla": ["training.jit_compile=false"]}
-    return {name: LibraryEpochs(experiment.load_config(config_path, overrides + extra),
-                                checkpoint_dir)
-            for name, extra in variants.items()}
+LIBRARY_VARIANTS = {"library_default": [], "library_xla": ["training.jit_compile=true"],
+                    "library_no_xla": ["training.jit_compile=false"]}
+BARE_VARIANTS = {"bare": False, "bare_xla": True}
+PATHS = tuple(LIBRARY_VARIANTS) + tuple(BARE_VARIANTS)
+
+
+def measure(config_path, overrides, bare_step, paths, rounds, fit_epochs):
+    """Times `paths` (names of `PATHS`; `library_default` and `bare` always) of the config at
+    `config_path` with `overrides`: one warm-up epoch each, then `rounds` alternated rounds.
+    `bare_step(model, config, jit_compile) -> step(x, seed)`. Returns the figures (a dict)."""
+    names = ["library_default"] + [p for p in paths if p in LIBRARY_VARIANTS
+                                   and p != "library_default"]
+    with tempfile.TemporaryDirectory() as scratch:
+        library = {name: LibraryEpochs(experiment.load_config(
+            config_path, overrides + LIBRARY_VARIANTS[name]), scratch, fit_epochs)
+            for name in names}
+        default = library["library_default"]
+        batches = default.batches()
+        timed = dict(library)
+        for name in ["bare"] + [p for p in paths if p in BARE_VARIANTS and p != "bare"]:
+            model = bare_model(default.config, default.datasets.info)
+            timed[name] = BareEpochs(bare_step(model, default.config, BARE_VARIANTS[name]),
+                                     batches)
+        warmup = {name: path.warm_up() for name, path in timed.items()}  # traces, compiles
+        times = alternated_rounds(timed, rounds)
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    examples = default.steps * default.config.data.batch_size
+    return {
+        "config": config_path, "overrides": overrides, "dataset": default.config.data.name,
+        "steps_per_epoch": default.steps, "batch_size": default.config.data.batch_size,
+        "rounds": rounds, "library_epochs_per_fit_call": fit_epochs,
+        "default_jit_compile_setting": str(default.config.training.jit_compile),
+        "jit_compile_used": {name: path.jit_compile_used() for name, path in library.items()},
+        "epoch_seconds_median": medians,
+        "epoch_seconds_rounds": {name: [round(v, 4) for v in t] for name, t in times.items()},
+        "ratio_to_bare": {name: ratio_summary(times, name, "bare") for name in timed
+                          if name != "bare"},
+        "examples_per_second": {name: examples / s for name, s in medians.items()},
+        "warmup_epoch_seconds": warmup,
+        "fit_call_overhead_seconds": {
+            name: float(np.median(path.fit_call_overhead)) for name, path in library.items()
+            if path.fit_call_overhead},
+        "machine": machine(),
+    }
+
+
+def add_common_arguments(parser, rounds=5):
+    parser.add_argument("--rounds", type=int, default=rounds, help="timed rounds (>= 3)")
+    parser.add_argument("--steps", type=int, help="steps per epoch (default: a whole epoch)")
+    parser.add_argument("--fit-epochs", type=int, default=2,
+                        help="epochs per fit call of a library path per round; all but the "
+                             "first are timed (1: time the first, with the fit call's set-up)")
+    parser.add_argument("--paths", default=",".join(PATHS),
+                        help=f"comma-separated subset of {','.join(PATHS)}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every library path")
+    parser.add_argument("--out", help="also write the JSON line(s) here")
 
 
 def main():
@@ -206,47 +296,17 @@ def main():
     parser.add_argument("--data-dir", default=os.environ.get("TFDGM_DATA_DIR"),
                         help="folder with binarized_mnist.npz (default $TFDGM_DATA_DIR; "
                              "without it: mnist5k)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (>= 3)")
-    parser.add_argument("--steps", type=int, help="steps per epoch (default: a whole epoch)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every library path")
-    parser.add_argument("--out", help="also write the JSON line here")
+    add_common_arguments(parser)
     args = parser.parse_args()
 
     static = static_mnist_available(args.data_dir)
     overrides = ([f"data.data_dir={args.data_dir}"] if static else FALLBACK) + args.set
     if args.steps:
         overrides.append(f"training.steps_per_epoch={args.steps}")
-
-    with tempfile.TemporaryDirectory() as scratch:
-        library = library_variants(CONFIG, overrides, scratch)
-        default = library["library_default"]
-        batches = default.batches()
-        paths = dict(library)
-        for name, jit in (("bare", False), ("bare_xla", True)):
-            model = bare_model(default.config, default.datasets.info)
-            paths[name] = BareEpochs(bare_vae_step(model, keras.optimizers.Adam(5e-4), jit),
-                                     batches)
-        warmup = {name: path() for name, path in paths.items()}  # traces and compiles
-        times = alternated_rounds(paths, args.rounds)
-
-    examples = default.steps * default.config.data.batch_size
-    medians = {name: float(np.median(t)) for name, t in times.items()}
-    emit({
-        "benchmark": "bench_vae", "config": CONFIG, "overrides": overrides,
-        "dataset": default.config.data.name, "steps_per_epoch": default.steps,
-        "batch_size": default.config.data.batch_size, "rounds": args.rounds,
-        "default_jit_compile_setting": str(default.config.training.jit_compile),
-        "jit_compile_used": {name: path.jit_compile_used() for name, path in library.items()},
-        "epoch_seconds_median": medians,
-        "epoch_seconds_rounds": {name: [round(v, 4) for v in t] for name, t in times.items()},
-        "warmup_epoch_seconds": warmup,
-        "examples_per_second": {name: examples / s for name, s in medians.items()},
-        "ratio_to_bare": {name: ratio_summary(times, name, "bare") for name in paths
-                          if name != "bare"},
-        "goal": "library_default / bare <= 0.85",
-        "machine": machine(),
-    }, args.out)
+    result = measure(CONFIG, overrides, bare_vae_step, args.paths.split(","), args.rounds,
+                     args.fit_epochs)
+    emit({"benchmark": "bench_vae", **result, "goal": "library_default / bare <= 0.85"},
+         args.out)
 
 
 if __name__ == "__main__":
