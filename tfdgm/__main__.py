@@ -39,33 +39,49 @@ if not VERBOSE:
 from tfdgm.errors import TfdgmError  # noqa: E402
 
 
+SET_HELP = ("override a config value (YAML syntax), e.g. model.latent_dim=32; repeatable")
+RUN_SET_HELP = ("override an evaluation-time config value (YAML syntax): evaluation.*, export.*, "
+                "distribute.*, data.data_dir or data.eval_batch_size; repeatable")
+DATA_DIR_HELP = "folder of the dataset's source files (shorthand for --set data.data_dir=DIR)"
+GRIDS = "samples.png and the family's other grids"
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m tfdgm", description=__doc__.split("\n")[0])
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's C++ log lines (hidden by default)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="train, evaluate, sample or export")
 
     train = commands.add_parser("train", help="train (or resume) a run, then evaluate it")
-    train.add_argument("--config", default="configs/quickstart.yaml")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value (YAML syntax), e.g. model.latent_dim=32")
+    train.add_argument("--config", default="configs/quickstart.yaml",
+                       help="experiment config YAML (default: %(default)s)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     train.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
-    train.add_argument("--data-dir", help="shorthand for --set data.data_dir=DIR")
+    train.add_argument("--data-dir", help=DATA_DIR_HELP)
 
-    for name, text in (("evaluate", "recompute the test figures of a run's best checkpoint"),
-                       ("sample", "write a PNG grid of samples from a run"),
-                       ("export", "export a run as a SavedModel (TF Serving layout) and TFLite")):
-        command = commands.add_parser(name, help=text)
+    for name, text in (
+            ("evaluate", f"recompute the test figures of a run's best checkpoint; rewrites the "
+                         f"run's metrics.json and image grids ({GRIDS})"),
+            ("sample", "write a PNG grid of samples from a run's best checkpoint"),
+            ("export", "export a run as a SavedModel (TF Serving layout) and TFLite")):
+        command = commands.add_parser(name, help=text, description=text)
         command.add_argument("--run", required=True, help="the run directory, e.g. runs/quickstart")
-        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-        command.add_argument("--data-dir")
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help=RUN_SET_HELP)
+        command.add_argument("--data-dir", help=DATA_DIR_HELP)
         if name == "sample":
-            command.add_argument("-n", "--num", type=int, default=64)
+            command.add_argument("-n", "--num", type=int, default=64,
+                                 help="number of samples (default: %(default)s)")
             command.add_argument("--temperature", type=float, default=1.0,
                                  help="sampling temperature T > 0 as the model family defines "
-                                      "it (for latent-variable models: latent noise from N(0, T^2 I))")
-            command.add_argument("--out", help="PNG path (default: <run>/samples_<n>.png)")
-            command.add_argument("--seed", type=int, default=0)
+                                      "it (for latent-variable models: latent noise from "
+                                      "N(0, T^2 I)); default: %(default)s")
+            command.add_argument("--seed", type=int, default=0,
+                                 help="seed of the sampling noise (default: %(default)s)")
+            command.add_argument("--out", help="PNG path (default: <run>/samples_<n>_T<T>.png, "
+                                               "e.g. samples_64_T0p7.png, with _seed<seed> "
+                                               "added for a seed other than 0)")
         if name == "export":
             command.add_argument("--base-dir", help="export base directory (config export.base_dir)")
             command.add_argument("--version", metavar="N|auto",
@@ -113,6 +129,19 @@ def _temperature_tag(temperature):
     return f"{temperature:g}".replace(".", "p")
 
 
+def samples_filename(num, temperature, seed=0):
+    """`samples_<n>_T<T>[_seed<seed>].png`: the settings of a `sample` command, `.` written `p`
+    (`samples_64_T0p7.png`); the seed only when it is not the default 0."""
+    suffix = f"_seed{seed}" if seed else ""
+    return f"samples_{num}_T{_temperature_tag(temperature)}{suffix}.png"
+
+
+def _modification_times(folder):
+    """`{file name: mtime}` of the files directly in `folder`."""
+    return {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(folder)
+            if entry.is_file()}
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -133,7 +162,14 @@ def main(argv=None) -> int:
 
             config, run, model = _load_run(args)
             datasets = load_datasets(config.data, seed=config.seed)
+            before = _modification_times(run.dir)
             metrics = evaluate(model, datasets, config, run, RunState.load(run.checkpoints))
+            after = _modification_times(run.dir)
+            replaced = sorted(name for name in before if after.get(name, before[name])
+                              != before[name] and not name.startswith("."))
+            if replaced:
+                print(f"Replaced the run's earlier {', '.join(replaced)} (now from the best "
+                      f"checkpoint with this command's evaluation settings).")
             _print_metrics(metrics, run.dir)
         elif args.command == "sample":
             from tfdgm.errors import ConfigError
@@ -144,7 +180,7 @@ def main(argv=None) -> int:
                 raise ConfigError(f"-n/--num must be at least 1, got {args.num}.")
             temperature = check_temperature(args.temperature)
             out = args.out or os.path.join(
-                args.run, f"samples_{args.num}_T{_temperature_tag(temperature)}.png")
+                args.run, samples_filename(args.num, temperature, args.seed))
             if not out.lower().endswith(".png"):
                 raise ConfigError(f"--out {out}: the samples are written as PNG; give a path "
                                   f"ending in .png.")
