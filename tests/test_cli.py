@@ -44,6 +44,15 @@ def test_every_option_of_every_command_has_help_text():
     assert not missing, missing
 
 
+@pytest.mark.parametrize("command", [["train"], ["evaluate", "--run", "r"],
+                                     ["sample", "--run", "r"], ["export", "--run", "r"]])
+def test_verbose_is_accepted_before_or_after_the_command(command):
+    parser = _parser()
+    assert parser.parse_args(["--verbose"] + command).verbose is True
+    assert parser.parse_args(command + ["--verbose"]).verbose is True  # make ... ARGS=--verbose
+    assert parser.parse_args(command).verbose is False
+
+
 def test_sample_file_names_carry_the_settings():
     assert samples_filename(64, 1.0) == "samples_64_T1.png"  # the README's example
     assert samples_filename(16, 0.7) == "samples_16_T0p7.png"

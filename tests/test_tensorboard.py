@@ -19,7 +19,7 @@ from tfdgm import experiment
 from tfdgm.config import DataConfig
 from tfdgm.data import dataset_info, evenly_spaced_indices, load_images, load_labelled
 from tfdgm.evaluation.images import sprite, stretch_each, tile
-from tfdgm.models.vae.diagnostics import vae_image_grids
+from tfdgm.models.vae.diagnostics import posterior_scales, vae_image_grids
 from tfdgm.training import projector
 from tfdgm.training.tensorboard import TensorBoardLogger
 from tfdgm.training.train import restore, run_optimizers, train_and_evaluate
@@ -293,3 +293,17 @@ def test_stretch_each_maps_each_image_to_the_unit_interval():
     np.testing.assert_allclose(stretched[0], np.linspace(0, 1, 4).reshape(2, 2, 1))
     np.testing.assert_allclose(stretched[1], np.linspace(0, 1, 4).reshape(2, 2, 1))
     np.testing.assert_array_equal(stretched[2], images[2])  # no contrast to stretch
+
+
+@pytest.mark.parametrize("posterior", ["diagonal_gaussian", "full_covariance_gaussian"])
+def test_posterior_scales_are_the_standard_deviations_of_q(posterior):
+    config = experiment.from_dict({
+        "data": TINY_DATA,
+        "model": {"name": "vae", "latent_dim": 3, "encoder": {"name": "mlp", "hidden_units": [8]},
+                  "decoder": {"name": "mlp", "hidden_units": [8]},
+                  "posterior": {"name": posterior}}})
+    model = experiment.build_model(config, dataset_info(config.data))
+    h = model.encoder(np.random.default_rng(0).random((4, 28, 28, 1), np.float32))
+    draws = model.posterior(h, num_samples=20000, seed=tf.constant([5, 6], tf.int64)).z
+    np.testing.assert_allclose(posterior_scales(model.posterior, h),
+                               tf.math.reduce_std(draws, axis=0), rtol=0.05)

@@ -2,12 +2,13 @@
 
     python -m tfdgm train --config configs/quickstart.yaml [--set key=value ...] [--run-dir DIR]
     python -m tfdgm evaluate --run runs/quickstart [--set evaluation.nll_samples=1000]
-    python -m tfdgm sample --run runs/quickstart -n 64 [--temperature 0.7] [--out samples.png]
+    python -m tfdgm sample --run runs/quickstart -n 64 [--temperature 0.7] [--seed 1] [--out F]
     python -m tfdgm export --run runs/quickstart [--base-dir export] [--version N|auto]
 
 TensorFlow's C++ log lines (oneDNN, CUDA probing on machines without a GPU) are hidden unless
-`--verbose` is given. Bad input (config keys, values, dataset, incompatible options) exits with status 2 and a message
-naming the problem and the fix; a NaN/Inf in training exits with status 3.
+`--verbose` is given (before or after the command, so `make train ARGS=--verbose` works). Bad input
+(config keys, values, dataset, incompatible options) exits with status 2 and a message naming
+the problem and the fix; a NaN/Inf in training exits with status 3.
 """
 
 import argparse
@@ -43,13 +44,13 @@ SET_HELP = ("override a config value (YAML syntax), e.g. model.latent_dim=32; re
 RUN_SET_HELP = ("override an evaluation-time config value (YAML syntax): evaluation.*, export.*, "
                 "distribute.*, data.data_dir or data.eval_batch_size; repeatable")
 DATA_DIR_HELP = "folder of the dataset's source files (shorthand for --set data.data_dir=DIR)"
+VERBOSE_HELP = "show TensorFlow's C++ log lines (hidden by default)"
 GRIDS = "samples.png and the family's other grids"
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m tfdgm", description=__doc__.split("\n")[0])
-    parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's C++ log lines (hidden by default)")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      help="train, evaluate, sample or export")
 
@@ -59,6 +60,8 @@ def _parser():
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     train.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
     train.add_argument("--data-dir", help=DATA_DIR_HELP)
+    train.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help=VERBOSE_HELP)
 
     for name, text in (
             ("evaluate", f"recompute the test figures of a run's best checkpoint; rewrites the "
@@ -70,6 +73,8 @@ def _parser():
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help=RUN_SET_HELP)
         command.add_argument("--data-dir", help=DATA_DIR_HELP)
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help=VERBOSE_HELP)
         if name == "sample":
             command.add_argument("-n", "--num", type=int, default=64,
                                  help="number of samples (default: %(default)s)")
@@ -83,7 +88,8 @@ def _parser():
                                                "e.g. samples_64_T0p7.png, with _seed<seed> "
                                                "added for a seed other than 0)")
         if name == "export":
-            command.add_argument("--base-dir", help="export base directory (config export.base_dir)")
+            command.add_argument("--base-dir",
+                                 help="export base directory (config export.base_dir)")
             command.add_argument("--version", metavar="N|auto",
                                  help="model version, or 'auto' for the next free one (one "
                                       "above the highest present; config export.version)")
