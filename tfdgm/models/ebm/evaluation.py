@@ -8,6 +8,12 @@
   `-inf`), and `test_log_likelihood = mean_test(-F(v)) - log Z` with the bounds that the two
   `log Z` bounds give. For a DBN the log-likelihood is the variational lower bound
   (`test_log_likelihood_bound`, `tfdgm.models.ebm.dbn`) with `log Z` of its top RBM.
+* Gaussian visibles: AIS from the Gaussian base model of the standardized training data, and
+  `test_log_likelihood` is a continuous density in nats of the standardized pixels
+  `v = (x - m) / s`; `test_log_likelihood_pixels = test_log_likelihood - sum_i log s_i` is the
+  density of the pixel values `x` in [0, 1]^D. `test_log_likelihood_density` says so in words:
+  neither compares with a binary RBM's log-probabilities or with a flow's bits/dim (those model
+  dequantized or discrete data).
 """
 
 import math
@@ -25,14 +31,19 @@ def _finite_or_none(value: float) -> Optional[float]:
     return float(value) if math.isfinite(value) else None
 
 
-def run_ais(layer, base_rate, evaluation, seed) -> AISResult:
-    """AIS on the `BernoulliRBM` `layer` from the base-rate biases `base_rate [D]`; with
+def run_ais(layer, base_rate, evaluation, seed, base_scale=None) -> AISResult:
+    """AIS on the RBM `layer` from the base-rate biases `base_rate [D]` (a `BernoulliRBM`), or
+    from the Gaussian base model `N(base_rate, base_scale^2)` (a `GaussianBernoulliRBM`); with
     `evaluation.ais_runs > 1` the runs' weights are pooled into one estimate."""
     betas = evaluation.betas()
+    gaussian = {}
+    if hasattr(layer, "sigma"):
+        gaussian = dict(visible_sigma=layer.sigma, base_sigma=base_scale)
     log_weights = []
     for run in range(evaluation.ais_runs):
         result = ais_log_partition(layer.kernel, layer.visible_bias, layer.hidden_bias,
-                                   base_rate, betas, evaluation.ais_chains, seed=seed + run)
+                                   base_rate, betas, evaluation.ais_chains, seed=seed + run,
+                                   **gaussian)
         log_weights.append(result.log_weights)
     return summarize_log_weights(np.concatenate(log_weights), result.log_z_base, len(betas) - 1)
 
@@ -74,11 +85,19 @@ def evaluate_rbm(model, datasets, config) -> Dict[str, Any]:
     evaluation = config.evaluation
     if evaluation.ais_chains > 0:
         print(f"AIS: {evaluation.ais_chains} chains x {len(evaluation.betas()) - 1} betas")
-        result = run_ais(model.rbm, model.base_rate, evaluation, seed=config.seed + 1)
+        result = run_ais(model.rbm, model.base_rate, evaluation, seed=config.seed + 1,
+                         base_scale=model.base_scale if model.gaussian else None)
         mean, count = mean_over_test(model.log_unnormalized, datasets.test,
                                      evaluation.max_test_examples)
         metrics.update(ais_metrics(result, mean))
         metrics["test_log_likelihood_examples"] = count
+        if model.gaussian:
+            metrics["test_log_likelihood_pixels"] = (metrics["test_log_likelihood"]
+                                                     + model.log_pixel_jacobian())
+            metrics["test_log_likelihood_density"] = (
+                "continuous: test_log_likelihood is log p(v) in nats of the standardized pixels "
+                "v = (x - mean) / scale, test_log_likelihood_pixels the density of x in "
+                "[0, 1]^D; not comparable with binary log-likelihoods or bits/dim")
     return metrics
 
 

@@ -3,6 +3,7 @@
 
 ```yaml
 model: {name: rbm, hidden_units: 500, cd_steps: 1, persistent: false, weight_decay: 2e-4}
+# or, for grey images: {name: rbm, visible: gaussian, hidden_units: 500, ...}
 optimizer: {name: sgd, learning_rate: 0.05, momentum: 0.9}
 evaluation: {ais_chains: 100, ais_betas: null}     # null: the paper's 15000 betas
 ```
@@ -32,7 +33,15 @@ def _check_common(options, where="model"):
 
 @dataclasses.dataclass(frozen=True)
 class RBMOptions:
-    """A Bernoulli-Bernoulli RBM trained by CD-k or persistent CD.
+    """An RBM trained by CD-k or persistent CD.
+
+    `visible`: `bernoulli` (binary images) or `gaussian` (grey images: the Gaussian-Bernoulli
+    RBM on pixels standardized per component, `v = (x - mean) / max(std, pixel_scale_floor)`
+    with the training split's means and standard deviations; Hinton 2010, section 13.2).
+    `learn_sigma` (gaussian only): learn the visible standard deviations (Cho, Ilin & Raiko
+    2011) instead of keeping them at 1. `pixel_scale_floor` (gaussian only): the least scale, in
+    pixel units, of a standardized component (near-constant border pixels would otherwise blow
+    up).
 
     `cd_steps`: Gibbs sweeps per negative sample (k). `persistent`: the negative samples come
     from `num_chains` fantasy chains that persist across updates (PCD, Tieleman 2008; null:
@@ -43,6 +52,10 @@ class RBMOptions:
     pseudo-log-likelihood the validation monitors (null: exact, all D).
     """
     name: str = "rbm"
+    visible: str = dataclasses.field(default="bernoulli",
+                                     metadata={"choices": ("bernoulli", "gaussian")})
+    learn_sigma: bool = False
+    pixel_scale_floor: Optional[float] = None
     hidden_units: int = 500
     cd_steps: int = 1
     persistent: bool = False
@@ -56,6 +69,20 @@ class RBMOptions:
         if self.hidden_units < 1:
             raise ConfigError(f"model.hidden_units must be >= 1, got {self.hidden_units}.")
         _check_common(self)
+        if self.visible == "bernoulli":
+            for key, unset in (("learn_sigma", not self.learn_sigma),
+                               ("pixel_scale_floor", self.pixel_scale_floor is None)):
+                if not unset:
+                    raise ConfigError(f"model.{key} applies to Gaussian visible units; set "
+                                      f"model.visible=gaussian or remove model.{key}.")
+        elif self.pixel_scale_floor is not None and not 0 < self.pixel_scale_floor <= 1:
+            raise ConfigError(f"model.pixel_scale_floor must be in (0, 1] (pixel units), got "
+                              f"{self.pixel_scale_floor}.")
+
+    @property
+    def scale_floor(self) -> float:
+        """`pixel_scale_floor`, 0.01 (2.55 grey levels) when unset."""
+        return 0.01 if self.pixel_scale_floor is None else self.pixel_scale_floor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,18 @@
-"""The restricted Boltzmann machine as a generative model of binary images.
+"""The restricted Boltzmann machine as a generative model of binary or grey images.
 
-`RBM` trains one `BernoulliRBM` (`E(v, h) = -b^T v - c^T h - v^T W h`) by CD-k (Hinton 2002)
-or persistent CD (Tieleman 2008) with the practice of Hinton's guide (2010): SGD with momentum
-(the config's `optimizer:`), optional L2 weight decay on `W`, `W ~ N(0, 0.01^2)`, and visible
-biases started at the data's log-odds `b_i = log(p_i / (1 - p_i))`.
+`RBM` trains one `BernoulliRBM` (`E(v, h) = -b^T v - c^T h - v^T W h`, binary images) or one
+`GaussianBernoulliRBM` (`model.visible: gaussian`, grey images; Hinton 2010, section 13.2) by
+CD-k (Hinton 2002) or persistent CD (Tieleman 2008) with the practice of Hinton's guide (2010):
+SGD with momentum (the config's `optimizer:`, with its learning-rate and momentum schedules),
+optional L2 weight decay on `W`, `W ~ N(0, 0.01^2)`, and visible biases started at the data's
+log-odds `b_i = log(p_i / (1 - p_i))` (Bernoulli) or mean (Gaussian).
+
+Gaussian visibles model the pixels standardized per component, `v = (x - m) / s` with the
+training split's means `m` and standard deviations `s` (at least `pixel_scale_floor`), with unit
+variances `sigma = 1` by default (the guide's advice; `learn_sigma` learns them as Cho, Ilin &
+Raiko 2011). Its log-likelihood is a continuous density: `log p(v)` in nats on the standardized
+space, and `log p(v) - sum_i log s_i` the density of the pixel values `x` themselves; neither is
+comparable with a binary RBM's log-probabilities (or a dequantized flow's bits/dim).
 
 The update is the CD estimate, obtained by autodiff of the surrogate loss
 `mean_data F(v) - mean_neg F(stop_gradient(v~))` (`BernoulliRBM.contrastive_divergence_loss`),
@@ -27,13 +36,24 @@ from tfdgm import replicas as tfdgm_replicas
 from tfdgm.data.batches import images_of
 from tfdgm.errors import ConfigError
 from tfdgm.models.base import GenerativeModel, Monitor, Signature, check_temperature
-from tfdgm.models.ebm.ais import base_rate_visible_bias
-from tfdgm.models.ebm.layer import BernoulliRBM
+from tfdgm.models.ebm.ais import base_rate_visible_bias, gaussian_base_model
+from tfdgm.models.ebm.layer import BernoulliRBM, GaussianBernoulliRBM
 from tfdgm.models.ebm.options import EBMEvaluationOptions, RBMOptions
 from tfdgm.registry import MODELS
 
 PROBE_EXAMPLES = 100
 """Training examples kept in the model (`train_probe`) for the free-energy gap monitor."""
+
+
+def check_grey_data(config, info):
+    """Raises `ConfigError` unless `info` describes grey images (the Gaussian-Bernoulli RBM)."""
+    if info.kind == "grey" and len(info.image_shape) == 3:
+        return
+    fix = ("set data.binarize=none (Gaussian visibles model the grey levels; binary data "
+           "wants model.visible=bernoulli)" if info.kind == "binary"
+           else "choose an image dataset (e.g. data.name=fashion_mnist)")
+    raise ConfigError(f"model.visible: gaussian models grey images, but dataset '{info.name}' "
+                      f"is {info.kind}: {fix}.")
 
 
 def check_binary_data(config, info):
@@ -43,6 +63,8 @@ def check_binary_data(config, info):
     fix = ("set data.binarize=dynamic (a fresh Bernoulli draw of the grey levels every epoch) "
            "or data.binarize=threshold" if info.kind == "grey"
            else "choose an image dataset (e.g. data.name=mnist5k with data.binarize=dynamic)")
+    if info.kind == "grey" and getattr(config.model, "visible", None) == "bernoulli":
+        fix += ", or model.visible=gaussian (a Gaussian-Bernoulli RBM of the grey levels)"
     raise ConfigError(f"model.name: '{config.model.name}' is a Bernoulli-Bernoulli RBM and "
                       f"models binary data, but dataset '{info.name}' is {info.kind}: {fix}.")
 
@@ -91,11 +113,15 @@ def filter_grid_images(kernel, image_shape, max_filters=100):
 @MODELS.register("rbm")
 @keras.saving.register_keras_serializable("tfdgm")
 class RBM(GenerativeModel):
-    """A Bernoulli-Bernoulli RBM over flattened binary images, trained by CD-k or PCD.
+    """An RBM over flattened images, binary (Bernoulli visibles) or grey (Gaussian visibles on
+    standardized pixels), trained by CD-k or PCD.
 
     Args:
       image_shape: `(H, W, C)`; the RBM has `D = H W C` visible units.
       hidden_units: `H`, the number of hidden units.
+      visible: `"bernoulli"` or `"gaussian"`.
+      learn_sigma: Gaussian visibles: learn the standard deviations (else `sigma = 1`).
+      pixel_scale_floor: Gaussian visibles: the least standardization scale `s_i`.
       cd_steps: `k`, Gibbs sweeps per negative sample.
       persistent: negative samples from persistent chains (PCD) instead of the data (CD-k).
       num_chains: `C`, the persistent chains of the global batch.
@@ -107,8 +133,10 @@ class RBM(GenerativeModel):
       seed: seeds the weights and the stateless Gibbs noise.
 
     Non-trainable state (saved in checkpoints): `chains [C, D]` (PCD only), `base_rate [D]`
-    (the data's clipped log-odds, the AIS base model), `train_probe [100, D]` (training
-    examples for the free-energy gap), `eval_step`.
+    (the AIS base model: the data's clipped log-odds, or for Gaussian visibles the means of the
+    standardized data, with their standard deviations `base_scale [D]`), `pixel_mean [D]` and
+    `pixel_scale [D]` (Gaussian: the standardization), `train_probe [100, D]` (training
+    examples, as visible states, for the free-energy gap), `eval_step`.
 
     Example:
 
@@ -121,21 +149,30 @@ class RBM(GenerativeModel):
     rbm = build_model(config, dataset_info(config.data))
     f = rbm.free_energy(tf.zeros([8, 28, 28, 1]))                  # [8]
     x = rbm.sample(16, temperature=1.0, seed=0)                     # [16, 28, 28, 1]
+
+    grey = from_dict({"data": {"name": "mnist5k"},
+                      "model": {"name": "rbm", "visible": "gaussian", "hidden_units": 64}})
+    grbm = build_model(grey, dataset_info(grey.data))               # a Gaussian-Bernoulli RBM
     ```
     """
 
     Options = RBMOptions
     EvaluationOptions = EBMEvaluationOptions
     default_optimizers = {"model": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}}
-    data_kinds = ("binary",)
+    data_kinds = ("binary", "grey")
     serving_default = "hidden_probabilities"
     tflite_signatures = ("hidden_probabilities",)
     key_metrics = ("test_log_likelihood", "test_log_z")
 
     def __init__(self, image_shape, hidden_units=500, cd_steps=1, persistent=False,
                  num_chains=100, weight_decay=0.0, init_stddev=0.01, sample_steps=1000,
-                 pseudo_likelihood_coordinates=16, seed=0, **kwargs):
+                 pseudo_likelihood_coordinates=16, visible="bernoulli", learn_sigma=False,
+                 pixel_scale_floor=0.01, seed=0, **kwargs):
         super().__init__(**kwargs)
+        if visible not in ("bernoulli", "gaussian"):
+            raise ValueError(f"visible must be 'bernoulli' or 'gaussian', got {visible!r}")
+        self.visible, self.learn_sigma = visible, bool(learn_sigma)
+        self.pixel_scale_floor = float(pixel_scale_floor)
         self.image_shape = tuple(image_shape)
         self.visible_units = int(np.prod(self.image_shape))
         self.hidden_units, self.cd_steps = int(hidden_units), int(cd_steps)
@@ -143,8 +180,13 @@ class RBM(GenerativeModel):
         self.weight_decay, self.init_stddev = float(weight_decay), float(init_stddev)
         self.sample_steps, self.seed = int(sample_steps), int(seed)
         self.pseudo_likelihood_coordinates = pseudo_likelihood_coordinates
-        self.rbm = BernoulliRBM(self.visible_units, self.hidden_units, self.init_stddev,
-                                seed=self.seed, dtype=kwargs.get("dtype"), name="rbm")
+        if self.gaussian:
+            self.rbm = GaussianBernoulliRBM(self.visible_units, self.hidden_units,
+                                            self.init_stddev, learn_sigma=self.learn_sigma,
+                                            seed=self.seed, dtype=kwargs.get("dtype"), name="rbm")
+        else:
+            self.rbm = BernoulliRBM(self.visible_units, self.hidden_units, self.init_stddev,
+                                    seed=self.seed, dtype=kwargs.get("dtype"), name="rbm")
         state = dict(trainable=False, aggregation="only_first_replica")
         if self.persistent:
             self.chains = self.add_weight(name="chains", shape=(self.num_chains,
@@ -157,8 +199,21 @@ class RBM(GenerativeModel):
                                            initializer="zeros", **state)
         self.eval_step = self.add_weight(name="eval_step", shape=(), dtype="int64",
                                          initializer="zeros", **state)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in (
-            "loss", "free_energy", "reconstruction_error", "pseudo_log_likelihood")}
+        if self.gaussian:
+            self.base_scale, self.pixel_mean, self.pixel_scale = (
+                self.add_weight(name=name, shape=(self.visible_units,), initializer=init,
+                                **state)
+                for name, init in (("base_scale", "ones"), ("pixel_mean", "zeros"),
+                                   ("pixel_scale", "ones")))
+        self.validation_terms = ("free_energy", "reconstruction_error") + (
+            () if self.gaussian else ("pseudo_log_likelihood",))
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("loss",) + self.validation_terms}
+
+    @property
+    def gaussian(self):
+        """Whether the visible units are Gaussian (grey images)."""
+        return self.visible == "gaussian"
 
     @property
     def metrics(self):
@@ -174,24 +229,45 @@ class RBM(GenerativeModel):
 
     # Densities and maps ----------------------------------------------------------------------
 
+    def visible_states(self, x):
+        """The visible units `v [B, D]` of images `x [B, H, W, C]`: the pixels, standardized
+        `(x - m) / s` for Gaussian visibles."""
+        v = flatten(x)
+        if self.gaussian:
+            v = (v - self.pixel_mean) / self.pixel_scale
+        return v
+
+    def images_of_states(self, v):
+        """Images `[B, H, W, C]` of visible states `v [B, D]` (`x = m + s v` for Gaussian
+        visibles, not clipped)."""
+        if self.gaussian:
+            v = self.pixel_mean + self.pixel_scale * v
+        return tf.reshape(v, tf.concat([tf.shape(v)[:1], self.image_shape], 0))
+
     def free_energy(self, x):
-        """`F(v)` of images `x [B, H, W, C]`, `[B]` nats."""
-        return self.rbm.free_energy(flatten(x))
+        """`F(v)` of images `x [B, H, W, C]`, `[B]` nats (Gaussian: of the standardized v)."""
+        return self.rbm.free_energy(self.visible_states(x))
 
     def hidden_probabilities(self, x):
         """`p(h = 1 | v)` of images `x [B, H, W, C]`, `[B, H]` (the feature extractor)."""
-        return self.rbm.hidden_probabilities(flatten(x))
+        return self.rbm.hidden_probabilities(self.visible_states(x))
+
+    def log_pixel_jacobian(self):
+        """`-sum_i log s_i`: what turns `log p(v)` into the density of the pixels `x`."""
+        return -float(tf.reduce_sum(tf.math.log(self.pixel_scale))) if self.gaussian else 0.0
 
     def embeddings(self, images):
         return {"hidden_probabilities": self.hidden_probabilities(images).numpy()}
 
-    def gibbs_step(self, v, uniform_h, uniform_v):
-        """One Gibbs sweep from images `v` with given noise `uniform_h [B, H]`,
-        `uniform_v [B, H, W, C]`: `{"h", "v", "v_probabilities"}` (images for the visibles)."""
-        h, v, probabilities = self.rbm.gibbs_step(flatten(v), uniform_h, flatten(uniform_v))
-        shape = tf.concat([tf.shape(h)[:1], self.image_shape], 0)
-        return {"h": h, "v": tf.reshape(v, shape),
-                "v_probabilities": tf.reshape(probabilities, shape)}
+    def gibbs_step(self, v, uniform_h, uniform_v=None, normal_v=None):
+        """One Gibbs sweep from images `v` with given noise `uniform_h [B, H]` and
+        `uniform_v [B, H, W, C]` (Bernoulli) or `normal_v [B, H, W, C]` (Gaussian):
+        `{"h", "v", "v_probabilities"}` (Bernoulli) or `{"h", "v", "v_mean"}` (Gaussian, in
+        pixel units), images for the visibles."""
+        noise = normal_v if self.gaussian else uniform_v
+        h, v, mean = self.rbm.gibbs_step(self.visible_states(v), uniform_h, flatten(noise))
+        return {"h": h, "v": self.images_of_states(v),
+                ("v_mean" if self.gaussian else "v_probabilities"): self.images_of_states(mean)}
 
     def call(self, x, training=False):
         return self.hidden_probabilities(x)
@@ -204,7 +280,10 @@ class RBM(GenerativeModel):
 
     @classmethod
     def check_config(cls, config, info):
-        check_binary_data(config, info)
+        if config.model.visible == "gaussian":
+            check_grey_data(config, info)
+        else:
+            check_binary_data(config, info)
 
     @classmethod
     def from_experiment(cls, config, info):
@@ -215,7 +294,8 @@ class RBM(GenerativeModel):
                    weight_decay=options.weight_decay, init_stddev=options.init_stddev,
                    sample_steps=options.sample_steps,
                    pseudo_likelihood_coordinates=options.pseudo_likelihood_coordinates,
-                   seed=config.seed, name=options.name)
+                   visible=options.visible, learn_sigma=options.learn_sigma,
+                   pixel_scale_floor=options.scale_floor, seed=config.seed, name=options.name)
 
     # The model contract ---------------------------------------------------------------------
 
@@ -224,8 +304,13 @@ class RBM(GenerativeModel):
         """Maximize the validation pseudo-log-likelihood: unlike the reconstruction error
         (which CD-k drives down whether or not the likelihood improves, Hinton 2010 section 5),
         it is a consistent estimation objective (Besag 1975) sensitive to the whole model, and
-        cheap; its coordinates are drawn from a fixed seed, so epochs compare on equal terms."""
-        return Monitor("pseudo_log_likelihood", "max")
+        cheap; its coordinates are drawn from a fixed seed, so epochs compare on equal terms.
+
+        Gaussian visibles: None (the last checkpoint is the model). Their conditionals
+        `p(v_i | v_-i)` need a one-dimensional integral each, so there is no cheap
+        pseudo-likelihood, and the free energy and reconstruction error do not measure the
+        likelihood."""
+        return None if self.gaussian else Monitor("pseudo_log_likelihood", "max")
 
     @property
     def watched_terms(self):
@@ -234,16 +319,27 @@ class RBM(GenerativeModel):
     def prepare_training(self, datasets, config):
         """From the training images (their fixed binarization): `b` and `base_rate` set to
         the clipped log-odds of the pixel marginals (Hinton 2010, section 8), the
-        free-energy probe, and the persistent chains started at training examples."""
+        free-energy probe, and the persistent chains started at training examples. Gaussian
+        visibles: first the standardization `m`, `s` of the grey levels; then `b` and the base
+        model are the standardized data's means (and standard deviations)."""
         from tfdgm.data import load_images
 
         images = load_images(config.data, "train").reshape(-1, self.visible_units)
         self.initialize_from_data(images, seed=config.seed)
 
     def initialize_from_data(self, images, seed=0):
-        """`prepare_training` for training data `images [N, D]` (binary)."""
+        """`prepare_training` for training data `images [N, D]` (binary, or grey levels in
+        [0, 1] for Gaussian visibles)."""
         images = np.asarray(images, np.float32).reshape(-1, self.visible_units)
-        bias = base_rate_visible_bias(images).astype(np.float32)
+        if self.gaussian:
+            mean, scale = gaussian_base_model(images, min_std=self.pixel_scale_floor)
+            self.pixel_mean.assign(mean.astype(np.float32))
+            self.pixel_scale.assign(scale.astype(np.float32))
+            images = self.visible_states(images).numpy()
+            bias, base_scale = (a.astype(np.float32) for a in gaussian_base_model(images))
+            self.base_scale.assign(base_scale)
+        else:
+            bias = base_rate_visible_bias(images).astype(np.float32)
         self.base_rate.assign(bias)
         self.rbm.visible_bias.assign(bias)
         rng = np.random.default_rng(seed)
@@ -275,9 +371,9 @@ class RBM(GenerativeModel):
                  "samples": tile(self.sample(64, seed=seed))}
         if self.persistent:
             chains = self.chains[:64]
-            _, probabilities = run_chains(self.rbm, chains, tf.constant(1),
-                                          tf.constant([seed, 3], tf.int64), tf.constant(1.0))
-            grids["chains"] = tile(probabilities.numpy().reshape((-1,) + self.image_shape))
+            _, mean = run_chains(self.rbm, chains, tf.constant(1),
+                                 tf.constant([seed, 3], tf.int64), tf.constant(1.0))
+            grids["chains"] = tile(np.clip(self.images_of_states(mean).numpy(), 0, 1))
         return grids
 
     def evaluate_test(self, datasets, config):
@@ -290,17 +386,22 @@ class RBM(GenerativeModel):
         uniform_v)` (noise as inputs)."""
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="v")
         uniform_h = tf.TensorSpec([None, self.hidden_units], tf.float32, name="uniform_h")
-        uniform_v = tf.TensorSpec([None, *self.image_shape], tf.float32, name="uniform_v")
+        noise_name = "normal_v" if self.gaussian else "uniform_v"
+        noise_v = tf.TensorSpec([None, *self.image_shape], tf.float32, name=noise_name)
 
         def binary(rng, batch_size):
+            if self.gaussian:  # grey levels
+                return {"v": rng.uniform(size=(batch_size, *self.image_shape)).astype(
+                    np.float32)}
             return {"v": rng.integers(0, 2, (batch_size, *self.image_shape)).astype(np.float32)}
 
         def with_noise(rng, batch_size):
+            shape = (batch_size, *self.image_shape)
             return {**binary(rng, batch_size),
                     "uniform_h": rng.uniform(size=(batch_size, self.hidden_units)).astype(
                         np.float32),
-                    "uniform_v": rng.uniform(size=(batch_size, *self.image_shape)).astype(
-                        np.float32)}
+                    noise_name: (rng.standard_normal(shape) if self.gaussian
+                                 else rng.uniform(size=shape)).astype(np.float32)}
 
         return {
             "free_energy": Signature(lambda v: {"free_energy": self.free_energy(v)}, [image],
@@ -308,13 +409,14 @@ class RBM(GenerativeModel):
             "hidden_probabilities": Signature(
                 lambda v: {"hidden_probabilities": self.hidden_probabilities(v)}, [image],
                 binary, weight_layers=[self.rbm]),
-            "gibbs_step": Signature(self.gibbs_step, [image, uniform_h, uniform_v], with_noise,
+            "gibbs_step": Signature(self.gibbs_step, [image, uniform_h, noise_v], with_noise,
                                     weight_layers=[self.rbm]),
         }
 
     def sample(self, num, temperature=1.0, seed=0):
         """`p(v = 1 | h)` after `sample_steps` Gibbs sweeps from uniformly random visible states,
-        `[num, H, W, C]`.
+        `[num, H, W, C]`; for Gaussian visibles `E[v | h]` in pixel units, clipped to [0, 1],
+        after as many sweeps from standard-normal states.
 
         At temperature `T` every energy is divided by `T`: the chains sample the Boltzmann
         distribution `p_T(v, h) ∝ exp(-E(v, h) / T)`, whose visible marginal is
@@ -324,11 +426,14 @@ class RBM(GenerativeModel):
         """
         temperature = check_temperature(temperature)
         seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2)
-        v = tf.cast(tf.random.stateless_uniform([num, self.visible_units], seeds[0]) < 0.5,
-                    tf.float32)
-        _, probabilities = run_chains(self.rbm, v, tf.constant(self.sample_steps), seeds[1],
-                                      tf.constant(1.0 / temperature))
-        return probabilities.numpy().reshape((num,) + self.image_shape)
+        if self.gaussian:
+            v = tf.random.stateless_normal([num, self.visible_units], seeds[0])
+        else:
+            v = tf.cast(tf.random.stateless_uniform([num, self.visible_units], seeds[0]) < 0.5,
+                        tf.float32)
+        _, mean = run_chains(self.rbm, v, tf.constant(self.sample_steps), seeds[1],
+                             tf.constant(1.0 / temperature))
+        return np.clip(self.images_of_states(mean).numpy(), 0.0, 1.0)
 
     # Training -----------------------------------------------------------------------------------
 
@@ -354,7 +459,7 @@ class RBM(GenerativeModel):
         return loss
 
     def train_step(self, data):
-        v = flatten(images_of(data))
+        v = self.visible_states(images_of(data))
         seed = tfdgm_random.step_seed(self.seed, self.optimizer.iterations)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         v_negative = self.negative_samples(v, seed)
@@ -371,16 +476,17 @@ class RBM(GenerativeModel):
                 for name in ("loss", "free_energy", "reconstruction_error")}
 
     def test_step(self, data):
-        v = flatten(images_of(data))
+        v = self.visible_states(images_of(data))
         self.eval_step.assign_add(1)
-        # A fixed seed: the same coordinates every epoch, so the monitor compares like with like.
-        seed = tf.constant([self.seed, 2**20], tf.int64)
         self.trackers["free_energy"].update_state(self.rbm.free_energy(v))
         self.trackers["reconstruction_error"].update_state(self.rbm.reconstruction_error(v))
-        self.trackers["pseudo_log_likelihood"].update_state(self.rbm.pseudo_log_likelihood(
-            v, seed, self.pseudo_likelihood_coordinates))
-        return {name: self.trackers[name].result()
-                for name in ("free_energy", "reconstruction_error", "pseudo_log_likelihood")}
+        if not self.gaussian:
+            # A fixed seed: the same coordinates every epoch, so the monitor compares like with
+            # like.
+            seed = tf.constant([self.seed, 2**20], tf.int64)
+            self.trackers["pseudo_log_likelihood"].update_state(self.rbm.pseudo_log_likelihood(
+                v, seed, self.pseudo_likelihood_coordinates))
+        return {name: self.trackers[name].result() for name in self.validation_terms}
 
     def get_config(self):
         return {**super().get_config(), "image_shape": self.image_shape,
@@ -389,8 +495,9 @@ class RBM(GenerativeModel):
                 "weight_decay": self.weight_decay, "init_stddev": self.init_stddev,
                 "sample_steps": self.sample_steps,
                 "pseudo_likelihood_coordinates": self.pseudo_likelihood_coordinates,
-                "seed": self.seed}
+                "visible": self.visible, "learn_sigma": self.learn_sigma,
+                "pixel_scale_floor": self.pixel_scale_floor, "seed": self.seed}
 
 
-__all__ = ["RBM", "assign_replica_rows", "check_binary_data", "filter_grid_images", "flatten",
-           "replica_rows", "run_chains"]
+__all__ = ["RBM", "assign_replica_rows", "check_binary_data", "check_grey_data",
+           "filter_grid_images", "flatten", "replica_rows", "run_chains"]
