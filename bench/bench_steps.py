@@ -1,7 +1,7 @@
 """Benchmark: the library's training epoch vs a bare non-XLA `tf.function` step, for one
 configuration of each family other than the VAE (Glow, WGAN-GP, RBM CD-1).
 
-    python bench/bench_steps.py [--family glow|wgan_gp|rbm|all] [--rounds 5] [--set KEY=VALUE ...]
+    python bench/bench_steps.py [--family glow|wgan_gp|rbm|all] [--rounds 3] [--set KEY=VALUE ...]
 
 The VAE has its own script (`bench/bench_vae.py`); this one applies the same method to
 

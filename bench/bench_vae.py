@@ -1,6 +1,6 @@
 """Benchmark: the library's VAE training epoch vs a bare `tf.function` step of the same network.
 
-    python bench/bench_vae.py --data-dir ../shared/data [--rounds 5] [--set KEY=VALUE ...]
+    python bench/bench_vae.py --data-dir ../shared/data [--rounds 3] [--set KEY=VALUE ...]
 
 Times the gated-MLP VAE of `configs/vae_static_mnist.yaml` (300-300, z = 40, Bernoulli, Adam
 5e-4, batch 100) on static binarized MNIST (50000 training images, 500 steps an epoch); without
@@ -19,11 +19,16 @@ dynamically binarized. One process, the same batches, five paths:
   `tf.function` without XLA, looping over the same batches held in memory (no input pipeline);
 * `bare_xla`: that step compiled with XLA.
 
-Every path first runs one untimed epoch (tracing, compilation). Then `--rounds` rounds each time
-one epoch of every path, the order rotated from round to round (alternated, so background load
-on a shared machine falls on all paths alike). Reported: the median epoch seconds of each path,
-the per-round ratios to `bare` (median, min, max) and the machine. The goal of issue 12: library
-default / bare <= 0.85. Prints one JSON line (`--out` writes it to a file as well).
+Every path first runs one untimed epoch (tracing, compilation). Then `--rounds` rounds, each
+timing one epoch of every path, the order rotated from round to round (alternated, so background
+load on a shared machine falls on all paths alike). A library path's round is one `fit` call of
+`--fit-epochs` (2) epochs of which the last are timed (from `on_epoch_begin` to `on_epoch_end`),
+as a run's `fit` repeats epochs; the first epoch of a call also creates the input iterator, and
+its excess is reported apart (`fit_call_overhead_seconds`). Reported: the median epoch seconds of
+each path, the per-round ratios to `bare` (median, min, max), whether Keras compiled each library
+path with XLA, and the machine (with its load average: other processes slow every path alike
+but widen the spread). The goal of issue 12: library_default / bare <= 0.85. Prints one JSON
+line (`--out` writes it to a file as well).
 """
 
 import argparse
@@ -276,7 +281,7 @@ def measure(config_path, overrides, bare_step, paths, rounds, fit_epochs):
     }
 
 
-def add_common_arguments(parser, rounds=5):
+def add_common_arguments(parser, rounds=3):
     parser.add_argument("--rounds", type=int, default=rounds, help="timed rounds (>= 3)")
     parser.add_argument("--steps", type=int, help="steps per epoch (default: a whole epoch)")
     parser.add_argument("--fit-epochs", type=int, default=2,
