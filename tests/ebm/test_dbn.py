@@ -96,3 +96,24 @@ def test_one_layer_bound_is_the_rbm_log_likelihood_and_export(tmp_path):
     np.testing.assert_allclose(dbn.log_likelihood_bound(x, 2, tf.constant([0, 0], tf.int64)),
                                -dbn.rbms[0].free_energy(tf.reshape(x, [3, -1])), rtol=1e-6)
     export.export_tflite(dbn, str(tmp_path / "dbn.tflite"))  # checks parity
+
+
+def test_each_greedy_phase_restarts_the_optimizer_schedules():
+    from tfdgm.config import build_section
+    from tfdgm.optimizers import OptimizerConfig, make_optimizer
+
+    config = build_section(OptimizerConfig, {
+        "name": "sgd", "learning_rate": 0.1, "momentum": 0.5,
+        "schedule": {"name": "exponential", "decay_rate": 0.5, "unit": "steps"},
+        "momentum_schedule": {"final": 0.9, "after": 2, "unit": "steps"}}, "optimizer")
+    dbn = DBN((28, 28, 1), hidden_units=[12, 6], epochs_per_layer=1, sample_steps=2)
+    dbn.build()
+    optimizer = make_optimizer(config)
+    dbn.compile_for_training({"model": optimizer})
+    data = tf.data.Dataset.from_tensor_slices(binary_images(40, 5)).batch(10)  # 4 updates
+    dbn.fit(data, epochs=1, verbose=0, callbacks=[GreedyLayerPhase(1)])
+    assert float(optimizer.learning_rate) == pytest.approx(0.1 * 0.5 ** 4)
+    assert float(optimizer.current_momentum()) == pytest.approx(0.9)
+    dbn.fit(data, epochs=2, initial_epoch=1, verbose=0, callbacks=[GreedyLayerPhase(1)])
+    assert int(optimizer.iterations.numpy()) == 8 and int(optimizer.schedule_start.numpy()) == 4
+    assert float(optimizer.learning_rate) == pytest.approx(0.1 * 0.5 ** 4)  # not 0.5 ** 8

@@ -165,3 +165,128 @@ def test_layer_learned_variances_get_the_cd_gradient():
     numeric = [(surrogate(z + 1e-6 * e) - surrogate(z - 1e-6 * e)) / 2e-6 for e in np.eye(6)]
     np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-9)
     assert not GaussianBernoulliRBM(6, 3).log_variance.trainable
+
+
+# The `rbm` model with Gaussian visibles ----------------------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+from tfdgm import experiment, export  # noqa: E402
+from tfdgm.data import dataset_info  # noqa: E402
+from tfdgm.errors import ConfigError  # noqa: E402
+from tfdgm.training.train import train_and_evaluate  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def grey_config(**model):
+    return experiment.from_dict({
+        "name": "tiny_grbm",
+        "data": {"name": "mnist5k", "batch_size": 20, "max_examples": 100},
+        "model": {"name": "rbm", "visible": "gaussian", "hidden_units": 8, "sample_steps": 3,
+                  **model},
+        "optimizer": {"learning_rate": 0.005, "momentum": 0.5},
+        "training": {"epochs": 2},
+        "evaluation": {"ais_chains": 16, "ais_betas": 200},
+        "distribute": {"strategy": "one_device"},
+    })
+
+
+def grey_images(num, seed, shape=(28, 28, 1)):
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.uniform(size=(num, *shape)) * (rng.uniform(size=(num, *shape)) < 0.4),
+                   0, 1).astype(np.float32)
+
+
+def build_grbm(**model):
+    import keras
+
+    cfg = grey_config(**model)
+    rbm = experiment.build_model(cfg, dataset_info(cfg.data))
+    rbm.compile_for_training({"model": keras.optimizers.SGD(0.005, momentum=0.5)})
+    return rbm
+
+
+def test_gaussian_configs_resolve_and_refuse_what_they_cannot_model():
+    cfg = experiment.load_config(os.path.join(REPO, "configs", "ebm", "grbm_fashion_mnist.yaml"))
+    assert cfg.model.visible == "gaussian" and cfg.data.binarize == "none"
+    assert cfg.data.name == "fashion_mnist"
+    with pytest.raises(ConfigError, match="set data.binarize=none"):
+        experiment.from_dict({"data": {"name": "mnist5k", "binarize": "dynamic"},
+                              "model": {"name": "rbm", "visible": "gaussian"}})
+    with pytest.raises(ConfigError, match="model.visible=gaussian"):
+        experiment.from_dict({"data": {"name": "mnist5k"}, "model": {"name": "rbm"}})
+    with pytest.raises(ConfigError, match="learn_sigma applies to Gaussian visible units"):
+        experiment.from_dict({"data": {"name": "mnist5k", "binarize": "dynamic"},
+                              "model": {"name": "rbm", "learn_sigma": True}})
+    with pytest.raises(ConfigError, match="pixel_scale_floor must be in"):
+        grey_config(pixel_scale_floor=0.0)
+    with pytest.raises(ConfigError, match="'poisson' is not one of bernoulli, gaussian"):
+        grey_config(visible="poisson")
+
+
+def test_standardization_free_energy_and_sampling():
+    rbm = build_grbm()
+    images = grey_images(60, 1)
+    rbm.initialize_from_data(images)
+    flat = images.reshape(60, -1)
+    scale = np.maximum(flat.std(0), 0.01)
+    np.testing.assert_allclose(rbm.pixel_mean.numpy(), flat.mean(0), atol=1e-6)
+    np.testing.assert_allclose(rbm.pixel_scale.numpy(), scale, rtol=1e-5)
+    v = rbm.visible_states(images).numpy()
+    np.testing.assert_allclose(rbm.rbm.visible_bias.numpy(), v.mean(0), atol=1e-5)
+    np.testing.assert_allclose(rbm.base_scale.numpy(), np.maximum(v.std(0), 1e-3), rtol=1e-4)
+    np.testing.assert_allclose(rbm.images_of_states(tf.constant(v)).numpy(), images, atol=1e-5)
+    w, b, c, sigma = (t.numpy() for t in rbm.rbm.parameters)
+    expected = energy.gaussian_free_energy(tf.constant(v, tf.float64), w.astype(np.float64),
+                                           b.astype(np.float64), c.astype(np.float64),
+                                           sigma.astype(np.float64)).numpy()
+    np.testing.assert_allclose(rbm.free_energy(images).numpy(), expected, rtol=1e-4)
+    assert rbm.monitor is None
+    x = rbm.sample(5, seed=2)
+    assert x.shape == (5, 28, 28, 1) and x.min() >= 0 and x.max() <= 1
+    np.testing.assert_array_equal(x, rbm.sample(5, seed=2))
+
+
+def test_gaussian_export_parity(tmp_path):
+    rbm = build_grbm()
+    rbm.initialize_from_data(grey_images(60, 3))
+    rng = np.random.default_rng(4)
+    for variable in rbm.rbm.trainable_variables:
+        variable.assign(variable.numpy() + rng.normal(0, 0.05, variable.shape))
+    path = export.export_saved_model(rbm, str(tmp_path), "grbm", 1)  # verifies every signature
+    loaded = tf.saved_model.load(path)
+    inputs = rbm.signatures()["gibbs_step"].example_inputs(rng, 3)
+    assert set(inputs) == {"v", "uniform_h", "normal_v"}
+    got = loaded.signatures["gibbs_step"](**{k: tf.constant(x) for k, x in inputs.items()})
+    want = rbm.signatures()["gibbs_step"].fn(**inputs)
+    assert set(got) == {"h", "v", "v_mean"}
+    np.testing.assert_allclose(got["v"].numpy(), want["v"].numpy(), atol=1e-5)
+    tflite = export.export_tflite(rbm, str(tmp_path / "grbm.tflite"))  # verifies parity
+    assert export.tflite_summary(tflite)["signatures"] == ["hidden_probabilities"]
+
+
+def test_train_and_evaluate_reports_a_continuous_density(tmp_path):
+    import keras
+
+    from tfdgm.training.train import Run, restore
+
+    run_dir = str(tmp_path / "run")
+    cfg = grey_config(persistent=True, num_chains=20)
+    metrics = train_and_evaluate(cfg, run_dir)
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        assert json.load(f) == metrics
+    for key in ("test_log_z", "test_log_likelihood", "test_log_likelihood_pixels",
+                "test_free_energy", "test_reconstruction_error"):
+        assert np.isfinite(metrics[key]), key
+    assert not [key for key in metrics if "pseudo" in key]
+    assert "continuous" in metrics["test_log_likelihood_density"]
+    model = experiment.build_model(cfg, dataset_info(cfg.data))
+    model.compile_for_training({"model": keras.optimizers.SGD(0.005, momentum=0.5)})
+    restore(model, Run(run_dir).checkpoint("last"))
+    jacobian = -float(np.sum(np.log(model.pixel_scale.numpy())))
+    assert metrics["test_log_likelihood_pixels"] == pytest.approx(
+        metrics["test_log_likelihood"] + jacobian, rel=1e-6)
+    for name in ("filters", "samples", "chains"):
+        assert os.path.exists(os.path.join(run_dir, f"{name}.png"))

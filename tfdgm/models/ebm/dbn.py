@@ -16,7 +16,9 @@ hidden probabilities of the trained layers below (`up_pass`). The train step is 
 the others; when the phase changes the callback zeroes the optimizer's slots (momentum), so an
 RBM's update never carries its predecessor's momentum and frozen RBMs do not move: each RBM
 trains as if by a fresh optimizer. Only the bottom RBM's visible biases start at the data's
-log-odds; the upper ones start at 0.
+log-odds; the upper ones start at 0. The optimizer's learning-rate and momentum schedules
+(Hinton 2010's momentum 0.5, then 0.9) restart with each layer too, counted from the phase's
+first update (`ScheduledOptimizer.schedule_start`, saved with the optimizer's state).
 
 Generation: `sample_steps` Gibbs sweeps in the top RBM from random states, then a down-pass of
 samples through the directed layers (the last step's probabilities are returned).
@@ -43,6 +45,7 @@ from tfdgm import random as tfdgm_random
 from tfdgm.data.batches import images_of
 from tfdgm.errors import ConfigError
 from tfdgm.models.base import GenerativeModel, Signature, check_temperature
+from tfdgm.optimizers import restart_schedules
 from tfdgm.models.ebm.ais import base_rate_visible_bias
 from tfdgm.models.ebm.layer import BernoulliRBM
 from tfdgm.models.ebm.options import DBNOptions, EBMEvaluationOptions
@@ -53,7 +56,8 @@ from tfdgm.registry import MODELS
 
 class GreedyLayerPhase(keras.callbacks.Callback):
     """Sets the DBN's `layer = min(epoch // epochs_per_layer, L - 1)` at the start of each epoch
-    and, when it changes, zeroes the optimizer's slot variables (module docstring)."""
+    and, when it changes, zeroes the optimizer's slot variables and restarts its learning-rate
+    and momentum schedules (`tfdgm.optimizers`; module docstring)."""
 
     def __init__(self, epochs_per_layer: int):
         super().__init__()
@@ -67,6 +71,7 @@ class GreedyLayerPhase(keras.callbacks.Callback):
             for variable in model.optimizer.variables:  # slots have the weights' ranks >= 1
                 if len(variable.shape) >= 1:
                     variable.assign(tf.zeros(variable.shape, variable.dtype))
+            restart_schedules(model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -278,19 +283,27 @@ class DBN(GenerativeModel):
 
     # Training -----------------------------------------------------------------------------------
 
+    def _replica_chains(self):
+        """`(begin, [this replica's rows of chains_l for every layer l])`."""
+        begin, count = replica_rows(self.num_chains)
+        return begin, [tf.slice(tf.convert_to_tensor(chains), [begin, 0],
+                                [count, chains.shape[1]]) for chains in self.chains]
+
     def _layer_gradients(self, l, v, seed, replicas):
-        """Branch `l` of the train step: `(gradients of every RBM's variables, loss, input)`."""
+        """Branch `l` of the train step: `(gradients of every RBM's variables, loss, free
+        energy, reconstruction error, this replica's new chain rows of every layer)` (the
+        chains of the other layers unchanged; `[]` without PCD)."""
         rbm = self.rbms[l]
         x = tf.stop_gradient(self.up_pass(v, l))
+        rows = []
         if self.persistent:
-            begin, count = replica_rows(self.num_chains)
-            start = tf.slice(tf.convert_to_tensor(self.chains[l]), [begin, 0],
-                             [count, rbm.visible_units])
+            _, rows = self._replica_chains()
+            start = rows[l]
         else:
             start = x
         negative, _ = rbm.gibbs_chain(start, self.cd_steps, seed)
         if self.persistent:
-            assign_replica_rows(self.chains[l], negative, begin)
+            rows = rows[:l] + [negative] + rows[l + 1:]
         with tf.GradientTape() as tape:
             loss = rbm.contrastive_divergence_loss(x, negative)
             if self.weight_decay:
@@ -300,7 +313,7 @@ class DBN(GenerativeModel):
                          tape.gradient(scaled_loss, rbm.trainable_variables)))
         all_grads = [grads.get(id(w), tf.zeros_like(w)) for w in self.trainable_variables]
         return all_grads, loss, tf.reduce_mean(rbm.free_energy(x)), tf.reduce_mean(
-            rbm.reconstruction_error(x))
+            rbm.reconstruction_error(x)), rows
 
     def train_step(self, data):
         v = flatten(images_of(data))
@@ -308,7 +321,14 @@ class DBN(GenerativeModel):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         branches = [lambda l=l: self._layer_gradients(l, v, seed, replicas)
                     for l in range(len(self.rbms))]
-        grads, loss, free_energy, error = tf.switch_case(tf.convert_to_tensor(self.layer), branches)
+        grads, loss, free_energy, error, rows = tf.switch_case(
+            tf.convert_to_tensor(self.layer), branches)
+        # The chains' all-reduce stays outside the switch: a collective inside a branch of a
+        # replica function fails under tf.distribute.
+        if self.persistent:
+            begin, _ = replica_rows(self.num_chains)
+            for chains, new_rows in zip(self.chains, rows):
+                assign_replica_rows(chains, new_rows, begin)
         self.optimizer.apply(grads, self.trainable_variables)
         for name, value in (("loss", loss), ("free_energy", free_energy),
                             ("reconstruction_error", error)):

@@ -259,13 +259,12 @@ class RBM(GenerativeModel):
     def embeddings(self, images):
         return {"hidden_probabilities": self.hidden_probabilities(images).numpy()}
 
-    def gibbs_step(self, v, uniform_h, uniform_v=None, normal_v=None):
-        """One Gibbs sweep from images `v` with given noise `uniform_h [B, H]` and
-        `uniform_v [B, H, W, C]` (Bernoulli) or `normal_v [B, H, W, C]` (Gaussian):
+    def gibbs_step(self, v, uniform_h, noise_v):
+        """One Gibbs sweep from images `v` with given noise `uniform_h [B, H]` and `noise_v
+        [B, H, W, C]` (uniform for Bernoulli visibles, standard normal for Gaussian ones):
         `{"h", "v", "v_probabilities"}` (Bernoulli) or `{"h", "v", "v_mean"}` (Gaussian, in
         pixel units), images for the visibles."""
-        noise = normal_v if self.gaussian else uniform_v
-        h, v, mean = self.rbm.gibbs_step(self.visible_states(v), uniform_h, flatten(noise))
+        h, v, mean = self.rbm.gibbs_step(self.visible_states(v), uniform_h, flatten(noise_v))
         return {"h": h, "v": self.images_of_states(v),
                 ("v_mean" if self.gaussian else "v_probabilities"): self.images_of_states(mean)}
 
@@ -403,13 +402,20 @@ class RBM(GenerativeModel):
                     noise_name: (rng.standard_normal(shape) if self.gaussian
                                  else rng.uniform(size=shape)).astype(np.float32)}
 
+        if self.gaussian:
+            def gibbs_step(v, uniform_h, normal_v):
+                return self.gibbs_step(v, uniform_h, normal_v)
+        else:
+            def gibbs_step(v, uniform_h, uniform_v):
+                return self.gibbs_step(v, uniform_h, uniform_v)
+
         return {
             "free_energy": Signature(lambda v: {"free_energy": self.free_energy(v)}, [image],
                                      binary, weight_layers=[self.rbm]),
             "hidden_probabilities": Signature(
                 lambda v: {"hidden_probabilities": self.hidden_probabilities(v)}, [image],
                 binary, weight_layers=[self.rbm]),
-            "gibbs_step": Signature(self.gibbs_step, [image, uniform_h, noise_v], with_noise,
+            "gibbs_step": Signature(gibbs_step, [image, uniform_h, noise_v], with_noise,
                                     weight_layers=[self.rbm]),
         }
 
