@@ -181,9 +181,11 @@ class OptimizerConfig:
 
     def __post_init__(self):
         if not self.learning_rate > 0:
-            raise ConfigError(f"optimizer.learning_rate must be positive, got {self.learning_rate}.")
+            raise ConfigError(f"optimizer.learning_rate must be positive, got "
+                              f"{self.learning_rate}.")
         if self.clipnorm is not None and not self.clipnorm > 0:
-            raise ConfigError(f"optimizer.clipnorm must be positive (or null), got {self.clipnorm}.")
+            raise ConfigError(f"optimizer.clipnorm must be positive (or null), got "
+                              f"{self.clipnorm}.")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"optimizer.momentum must be in [0, 1), got {self.momentum}.")
         if self.momentum_schedule.active and self.name not in ("sgd", "rmsprop"):
@@ -322,10 +324,12 @@ class ScheduledOptimizer:
         self.schedule_start.assign(self.iterations)
 
 
+_SCHEDULED: Dict[str, type] = {}
+
+
 def _scheduled_classes():
     """`{name: class}` of the scheduled optimizers (defined on first use: configs are checked
     before Keras loads)."""
-    global _SCHEDULED
     if _SCHEDULED:
         return _SCHEDULED
     import keras
@@ -390,8 +394,6 @@ def _scheduled_classes():
                       rmsprop=ScheduledRMSprop)
     return _SCHEDULED
 
-
-_SCHEDULED: Dict[str, type] = {}
 
 
 def _keras_optimizers():

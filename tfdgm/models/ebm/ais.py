@@ -29,15 +29,15 @@ standard deviation per component) with uniform hidden units, and the same geomet
 
 ```none
 log f_k(v) = -(1 - beta_k) sum_i (v_i - b_A_i)^2 / (2 sigma_A_i^2)
-             - beta_k sum_i (v_i - b_i)^2 / (2 sigma_i^2) + sum_j softplus(beta_k (c_j + (v / sigma)^T W_j))
+             - beta_k sum_i (v_i - b_i)^2 / (2 sigma_i^2)
+             + sum_j softplus(beta_k (c_j + (v / sigma)^T W_j))
 log Z_0    = H log 2 + D/2 log(2 pi) + sum_i log sigma_A_i
-p_k(v_i | h) = N(m_i, 1 / lambda_i),  lambda_i = (1 - beta_k) / sigma_A_i^2 + beta_k / sigma_i^2,
-               m_i = [(1 - beta_k) b_A_i / sigma_A_i^2 + beta_k (b_i / sigma_i^2 + W_i h / sigma_i)] / lambda_i
 ```
 
-(every intermediate is a Gaussian-Bernoulli RBM, so its Gibbs sweep is exact and `Z_0` is a
-Gaussian integral); `exact_log_partition(..., visible_sigma=sigma)` sums the Gaussian integrals
-over all `h`.
+Every intermediate `p_k` is itself a Gaussian-Bernoulli RBM (`gaussian_intermediate`: its
+visible precisions `(1 - beta_k) / sigma_A^2 + beta_k / sigma^2`), so its Gibbs sweep is exact,
+`Z_0` is a Gaussian integral, and each `log Z_k` is exact by enumeration for small `H`
+(`exact_log_partition(..., visible_sigma=...)` sums the Gaussian integrals over all `h`).
 
 The whole run is one compiled `tf.while_loop` over the `K` temperatures with all `M` chains as
 a batch; the matrix products run in the parameters' dtype and the weights accumulate in float64.

@@ -127,7 +127,8 @@ class DBN(GenerativeModel):
         self.sample_steps, self.seed = int(sample_steps), int(seed)
         sizes = [self.visible_units] + self.hidden_units
         self.rbms = [BernoulliRBM(sizes[l], sizes[l + 1], self.init_stddev, seed=self.seed + l,
-                                  dtype=kwargs.get("dtype"), name=f"rbm_{l}") for l in range(len(self.hidden_units))]
+                                  dtype=kwargs.get("dtype"), name=f"rbm_{l}")
+                     for l in range(len(self.hidden_units))]
         state = dict(trainable=False, aggregation="only_first_replica")
         self.layer = self.add_weight(name="layer", shape=(), dtype="int32",
                                      initializer="zeros", **state)
