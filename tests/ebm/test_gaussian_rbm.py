@@ -243,6 +243,10 @@ def test_standardization_free_energy_and_sampling():
                                            b.astype(np.float64), c.astype(np.float64),
                                            sigma.astype(np.float64)).numpy()
     np.testing.assert_allclose(rbm.free_energy(images).numpy(), expected, rtol=1e-4)
+    base = rbm.base_log_likelihood(images).numpy()
+    z = (v - v.mean(0)) / np.maximum(v.std(0), 1e-3)
+    np.testing.assert_allclose(base, np.sum(-0.5 * z ** 2 - np.log(np.maximum(v.std(0), 1e-3))
+                                            - 0.5 * np.log(2 * np.pi), -1), rtol=1e-4)
     assert rbm.monitor is None
     x = rbm.sample(5, seed=2)
     assert x.shape == (5, 28, 28, 1) and x.min() >= 0 and x.max() <= 1
@@ -281,6 +285,7 @@ def test_train_and_evaluate_reports_a_continuous_density(tmp_path):
                 "test_free_energy", "test_reconstruction_error"):
         assert np.isfinite(metrics[key]), key
     assert not [key for key in metrics if "pseudo" in key]
+    assert np.isfinite(metrics["test_log_likelihood_base_model"])
     assert "continuous" in metrics["test_log_likelihood_density"]
     model = experiment.build_model(cfg, dataset_info(cfg.data))
     model.compile_for_training({"model": keras.optimizers.SGD(0.005, momentum=0.5)})

@@ -11,7 +11,9 @@
 * Gaussian visibles: AIS from the Gaussian base model of the standardized training data, and
   `test_log_likelihood` is a continuous density in nats of the standardized pixels
   `v = (x - m) / s`; `test_log_likelihood_pixels = test_log_likelihood - sum_i log s_i` is the
-  density of the pixel values `x` in [0, 1]^D. `test_log_likelihood_density` says so in words:
+  density of the pixel values `x` in [0, 1]^D; `test_log_likelihood_base_model` is the
+  (standardized) log-likelihood of the factorial Gaussian of the training marginals (AIS's base
+  model), the reference to beat. `test_log_likelihood_density` says so in words:
   neither compares with a binary RBM's log-probabilities or with a flow's bits/dim (those model
   dequantized or discrete data).
 """
@@ -94,6 +96,8 @@ def evaluate_rbm(model, datasets, config) -> Dict[str, Any]:
         if model.gaussian:
             metrics["test_log_likelihood_pixels"] = (metrics["test_log_likelihood"]
                                                      + model.log_pixel_jacobian())
+            metrics["test_log_likelihood_base_model"], _ = mean_over_test(
+                model.base_log_likelihood, datasets.test, evaluation.max_test_examples)
             metrics["test_log_likelihood_density"] = (
                 "continuous: test_log_likelihood is log p(v) in nats of the standardized pixels "
                 "v = (x - mean) / scale, test_log_likelihood_pixels the density of x in "

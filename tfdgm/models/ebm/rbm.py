@@ -252,6 +252,15 @@ class RBM(GenerativeModel):
         """`p(h = 1 | v)` of images `x [B, H, W, C]`, `[B, H]` (the feature extractor)."""
         return self.rbm.hidden_probabilities(self.visible_states(x))
 
+    def base_log_likelihood(self, x):
+        """`log p_A(v)` of images `x` under the AIS base model (Gaussian visibles: the
+        factorial Gaussian `N(base_rate, base_scale^2)` of the standardized training pixels),
+        `[B]` nats: the reference a Gaussian-Bernoulli RBM's density should beat."""
+        v = self.visible_states(x)
+        z = (v - self.base_rate) / self.base_scale
+        return -tf.reduce_sum(0.5 * tf.square(z) + tf.math.log(self.base_scale)
+                              + 0.5 * np.log(2 * np.pi), axis=-1)
+
     def log_pixel_jacobian(self):
         """`-sum_i log s_i`: what turns `log p(v)` into the density of the pixels `x`."""
         return -float(tf.reduce_sum(tf.math.log(self.pixel_scale))) if self.gaussian else 0.0
