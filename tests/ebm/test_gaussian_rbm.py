@@ -212,6 +212,9 @@ def test_gaussian_configs_resolve_and_refuse_what_they_cannot_model():
     cfg = experiment.load_config(os.path.join(REPO, "configs", "ebm", "grbm_fashion_mnist.yaml"))
     assert cfg.model.visible == "gaussian" and cfg.data.binarize == "none"
     assert cfg.data.name == "fashion_mnist"
+    default = experiment.from_dict({"data": {"name": "mnist5k"},
+                                    "model": {"name": "rbm", "visible": "gaussian"}})
+    assert default.optimizer.learning_rate == 0.002 and default.optimizer.name == "sgd"
     with pytest.raises(ConfigError, match="set data.binarize=none"):
         experiment.from_dict({"data": {"name": "mnist5k", "binarize": "dynamic"},
                               "model": {"name": "rbm", "visible": "gaussian"}})

@@ -305,6 +305,13 @@ class RBM(GenerativeModel):
                    visible=options.visible, learn_sigma=options.learn_sigma,
                    pixel_scale_floor=options.scale_floor, seed=config.seed, name=options.name)
 
+    @classmethod
+    def default_optimizers_for(cls, options):
+        """SGD with momentum 0.9; learning rate 0.05 (Salakhutdinov & Murray 2008), or 0.002 for
+        Gaussian visibles (Hinton 2010, section 13.2: one to two orders of magnitude lower)."""
+        rate = 0.002 if options.visible == "gaussian" else 0.05
+        return {"model": {"name": "sgd", "learning_rate": rate, "momentum": 0.9}}
+
     # The model contract ---------------------------------------------------------------------
 
     @property
