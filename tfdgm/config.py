@@ -33,7 +33,9 @@ class DataConfig:
     `name` is a registered dataset (`tfdgm.data`); `data_dir` is where local files are read from
     (default: the `TFDGM_DATA_DIR` environment variable); `binarize` is `none`, `dynamic` (a fresh
     Bernoulli draw of each grey image every epoch) or `threshold` (pixel > 0.5); `max_examples`
-    caps each split (for smoke tests).
+    caps each split (for smoke tests); `validation_examples` validates on a fixed subset of that
+    many examples spread evenly over the validation split (`tfdgm.data.evenly_spaced_indices`;
+    null: the whole split), which is what early stopping and the best checkpoint then see.
     """
     name: str = "mnist5k"
     data_dir: Optional[str] = None
@@ -43,28 +45,60 @@ class DataConfig:
     eval_batch_size: int = 500
     max_examples: Optional[int] = None
     shuffle_buffer: int = 10000
+    validation_examples: Optional[int] = None
+
+    def __post_init__(self):
+        if self.validation_examples is not None and self.validation_examples < 1:
+            raise ConfigError(f"data.validation_examples must be at least 1 (or null for the "
+                              f"whole validation split), got {self.validation_examples}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """Epochs, early stopping (on the model's monitored validation quantity) and image logging.
+    """Epochs, validation, early stopping (on the model's monitored validation quantity), image
+    logging, compilation and precision.
 
-    `jit_compile` compiles the training and evaluation steps with XLA; `precision` is
-    `float32`, `mixed_float16` or `mixed_bfloat16` (`tfdgm.precision`)."""
+    * `validate_every`: validate every that many epochs (the last epoch always); the best
+      checkpoint, early stopping and the TensorBoard validation curves see only validated
+      epochs. `patience` stays in epochs (epochs since the last improvement), checked when an
+      epoch is validated.
+    * `jit_compile`: `auto` (default) compiles the training and evaluation steps with XLA where
+      they compile and XLA is expected to be faster, and otherwise runs them as plain
+      `tf.function`s, printing one line with the reason (an op XLA has no kernel for; more than
+      one replica; convolutions on a CPU, which XLA runs slower than TensorFlow's oneDNN
+      kernels); `true` compiles them with XLA or stops with a `ConfigError` naming why it
+      cannot; `false` never uses XLA (`tfdgm.training.xla`). The choice changes speed and
+      the order of floating-point operations; see `tfdgm.training.xla` for the random streams.
+    * `precision`: `float32`, `mixed_float16` or `mixed_bfloat16` (`tfdgm.precision`).
+    """
     epochs: int = 100
     patience: int = 50
     steps_per_epoch: Optional[int] = None
     image_every_epochs: int = 1
-    jit_compile: bool = False
+    validate_every: int = 1
+    jit_compile: Any = "auto"
     precision: str = dataclasses.field(default="float32", metadata={"choices": PRECISIONS})
 
     def __post_init__(self):
-        for key in ("epochs", "patience", "image_every_epochs"):
+        for key in ("epochs", "patience", "image_every_epochs", "validate_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"training.{key} must be at least 1, got {getattr(self, key)}.")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"training.steps_per_epoch must be at least 1 (or null for whole "
                               f"epochs), got {self.steps_per_epoch}.")
+        jit = self.jit_compile
+        if isinstance(jit, str) and jit.lower() in ("auto", "true", "false"):
+            object.__setattr__(self, "jit_compile", {"auto": "auto", "true": True,
+                                                     "false": False}[jit.lower()])
+        elif not isinstance(jit, bool):
+            raise ConfigError(f"training.jit_compile: {jit!r} is not one of auto, true, false "
+                              f"(auto: XLA where the steps compile and it pays; true: always "
+                              f"XLA; false: never).")
+
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch `epoch` (0-based) is validated: every `validate_every`-th and the
+        last."""
+        return (epoch + 1) % self.validate_every == 0 or epoch + 1 == self.epochs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,16 +61,34 @@ that draws a new order and new noise each time it is iterated, keyed by
 `Dataset.random(rerandomize_each_iteration=True)`: `fit` without `steps_per_epoch` works, but a
 resumed run does not see the batches an uninterrupted one would.
 
-Evaluation splits are decoded once and cached in memory (`.cache()`); every split ends with
-`.prefetch(AUTOTUNE)`. The image data comes from TFDS (`builder.as_dataset`); generated point
-sets come straight from their spec (nothing to prepare).
+What is held in memory, and what is prepared once
+--------------------------------------------------
+
+A split is decoded from its TFDS records once per process: the stored elements (uint8 images,
+float32 points) of each `(dataset, split, max_examples)` are kept as one numpy array
+(`stored_array`, a small process-wide cache), which the training batches, the evaluation
+splits, `load_images` and `Datasets.images` all read, so preparing a run (a VampPrior's
+pseudo-inputs, an RBM's visible biases, the TensorBoard images) decodes nothing twice. The batched
+evaluation splits are computed once and cached in memory (`.cache()`) when their float32 batches
+take at most `EVAL_CACHE_BYTES`, else recomputed from the stored array at each pass (a cast and,
+for `dynamic`, one stateless draw per example). Binarization noise is drawn in the graph
+(stateless, no Python per batch), and every split ends with `.prefetch(AUTOTUNE)`. The image
+data comes from TFDS (`builder.as_dataset`); generated point sets come straight from their spec
+(nothing to prepare).
+
+`validation_examples: K` keeps the `K` validation examples at the evenly spaced indices
+`floor(i N / K)` (`tfdgm.data.subsets`), each processed exactly as in the whole split (the same
+fixed binarization draw), so the subset's figures are those of the same examples of the full
+split.
 
 The datasets set `auto_shard_policy=DATA`: under `MultiWorkerMirroredStrategy` every worker
 builds the same (seeded) pipeline and `experimental_distribute_dataset` gives each its slice of
 every global batch, so the workers' shards are disjoint and the steps equal one device's.
 """
 
+import collections
 import dataclasses
+import os
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -79,10 +97,13 @@ import tensorflow as tf
 from tfdgm.config import DataConfig
 from tfdgm.data.spec import IMAGE_KINDS, KINDS, SPLITS, DatasetSpec, unlabelled_message
 from tfdgm.errors import ConfigError, DataError
+from tfdgm.data.subsets import evenly_spaced_indices
 from tfdgm.registry import DATASETS
 
 BINARIZE = ("none", "dynamic", "threshold")
 EVAL_BINARIZATION_SEED = 2011
+EVAL_CACHE_BYTES = 2 * 1024 ** 3
+"""Largest batched float32 evaluation split that is cached in memory (else recomputed per pass)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,21 +150,32 @@ class Datasets:
     ```
 
     Attributes:
-        train, validation, test: the batched splits.
+        train, validation, test: the batched splits (`validation`: the `validation_examples`
+            subset when the config asks for one).
         info: the data's `DatasetInfo`, with the split sizes as prepared.
         steps_per_epoch: training batches per epoch, `num_examples["train"] // batch_size`.
+        validation_examples: how many examples `validation` holds.
     """
     train: tf.data.Dataset
     validation: tf.data.Dataset
     test: tf.data.Dataset
     info: DatasetInfo
     steps_per_epoch: int = 0
+    validation_examples: Optional[int] = None
     _train_epoch: Optional[Callable[[int], tf.data.Dataset]] = dataclasses.field(
+            default=None, repr=False)
+    _images: Optional[Callable[[str, Optional[int]], np.ndarray]] = dataclasses.field(
             default=None, repr=False)
 
     def train_epoch(self, epoch: int) -> tf.data.Dataset:
         """Training epoch `epoch` alone: its `steps_per_epoch` batches, as in `train`."""
         return self._train_epoch(epoch)
+
+    def images(self, split: str, num: Optional[int] = None) -> np.ndarray:
+        """The first `num` (None: all) examples of the whole `split` as float32 numpy, exactly
+        `load_images(config, split)[:num]`, read from the arrays already in memory (no decoding,
+        and the cached batched splits are left untouched)."""
+        return self._images(split, num)
 
 
 def _spec_class(config: DataConfig) -> type:
@@ -246,20 +278,32 @@ def _eval_transform(kind: str, binarize: str, split: str) -> Callable:
 
 
 def _evaluation_split(spec: DatasetSpec, split: str, config: DataConfig,
-                      tfds_data_dir: Optional[str], with_labels: bool = False) -> tf.data.Dataset:
-    """Unbatched float32 elements of `split` in file order, processed as for evaluation, cached.
+                      tfds_data_dir: Optional[str], with_labels: bool = False,
+                      indices: Optional[np.ndarray] = None) -> tf.data.Dataset:
+    """Unbatched float32 elements of `split` in file order, processed as for evaluation.
 
-    With `with_labels`, elements are `(element, int64 label)`.
+    Without labels the elements come from `stored_array` (decoded once per process); `indices`
+    keeps those examples only (increasing), each processed as in the whole split. With
+    `with_labels`, elements are `(element, int64 label)` read from the records.
     """
     transform = _eval_transform(spec.kind, config.binarize, split)
-    dataset = spec.as_dataset(split, tfds_data_dir, config.max_examples,
-                              with_labels=with_labels).enumerate()
     if with_labels:
-        dataset = dataset.map(lambda i, pair: (transform(i, pair[0]), pair[1]),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.cache()
+        dataset = spec.as_dataset(split, tfds_data_dir, config.max_examples,
+                                  with_labels=True).enumerate()
+        return dataset.map(lambda i, pair: (transform(i, pair[0]), pair[1]),
+                           num_parallel_calls=tf.data.AUTOTUNE)
+    examples = stored_array(spec, split, config, tfds_data_dir)
+    if indices is None:
+        indices = np.arange(len(examples), dtype=np.int64)
+    dataset = tf.data.Dataset.from_tensor_slices((indices, examples[indices]))
+    return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _cached_if_small(batched: tf.data.Dataset, num_examples: int,
+                     element_shape: Tuple[int, ...]) -> tf.data.Dataset:
+    """`batched.cache()` when its float32 elements fit in `EVAL_CACHE_BYTES`."""
+    size = 4 * num_examples * int(np.prod(element_shape))
+    return batched.cache() if size <= EVAL_CACHE_BYTES else batched
 
 
 def _with_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -278,12 +322,32 @@ def _training_seeds(seed: int) -> Tuple[tf.Tensor, tf.Tensor, int]:
     return (tf.constant(keys[:2], tf.int64), tf.constant(keys[2:], tf.int64), int(state[4]))
 
 
-def _stored_array(spec: DatasetSpec, split: str, config: DataConfig,
-                  tfds_data_dir: Optional[str]) -> np.ndarray:
-    """All stored elements of `split` (uint8 images or float32 points) as one numpy array."""
+_STORED_ARRAYS: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
+_STORED_ARRAYS_KEPT = 6
+
+
+def stored_array(spec: DatasetSpec, split: str, config: DataConfig,
+                 tfds_data_dir: Optional[str]) -> np.ndarray:
+    """All stored elements of `split` (uint8 images or float32 points) as one read-only numpy
+    array, decoded from the prepared records once per process (the last few splits are kept,
+    keyed by dataset, source folder, TFDS folder, split and `max_examples`)."""
+    key = (type(spec).__name__, config.name, spec.data_dir if hasattr(spec, "data_dir") else None,
+           tfds_data_dir or os.environ.get("TFDS_DATA_DIR"), split, config.max_examples)
+    if key in _STORED_ARRAYS:
+        _STORED_ARRAYS.move_to_end(key)
+        return _STORED_ARRAYS[key]
     dataset = spec.as_dataset(split, tfds_data_dir, config.max_examples)
     batches = list(dataset.batch(4096).as_numpy_iterator())
-    return np.concatenate(batches, axis=0)
+    if batches:
+        array = np.concatenate(batches, axis=0)
+    else:
+        array = np.zeros((0,) + tuple(spec.image_shape),
+                         np.uint8 if spec.kind in IMAGE_KINDS else np.float32)
+    array.setflags(write=False)
+    _STORED_ARRAYS[key] = array
+    while len(_STORED_ARRAYS) > _STORED_ARRAYS_KEPT:
+        _STORED_ARRAYS.popitem(last=False)
+    return array
 
 
 class _TrainingBatches:
@@ -374,7 +438,7 @@ def load_datasets(config: DataConfig, seed: int, tfds_data_dir: Optional[str] = 
     info = _info(spec_cls, config, spec.prepared_split_sizes(tfds_data_dir))
     _check_batch_size(info.num_examples, config)
 
-    batches = _TrainingBatches(_stored_array(spec, "train", config, tfds_data_dir),
+    batches = _TrainingBatches(stored_array(spec, "train", config, tfds_data_dir),
                                spec_cls.kind, config, seed)
     if initial_epoch is not None:
         train = batches.stream(initial_epoch * batches.steps_per_epoch)
@@ -383,21 +447,39 @@ def load_datasets(config: DataConfig, seed: int, tfds_data_dir: Optional[str] = 
     else:
         train = batches.legacy_epoch()
 
-    evaluation = {
-            split: _evaluation_split(spec, split, config, tfds_data_dir)
-            .batch(config.eval_batch_size) for split in ("validation", "test")}
+    num_validation = len(stored_array(spec, "validation", config, tfds_data_dir))
+    subsets = {"validation": evenly_spaced_indices(num_validation, config.validation_examples),
+               "test": None}
+    evaluation = {}
+    for split, indices in subsets.items():
+        examples = _evaluation_split(spec, split, config, tfds_data_dir, indices=indices)
+        count = len(indices) if indices is not None else info.num_examples[split]
+        evaluation[split] = _cached_if_small(examples.batch(config.eval_batch_size), count,
+                                             spec_cls.image_shape)
     return Datasets(
             train=_with_options(train.prefetch(tf.data.AUTOTUNE)),
             validation=_with_options(evaluation["validation"].prefetch(tf.data.AUTOTUNE)),
             test=_with_options(evaluation["test"].prefetch(tf.data.AUTOTUNE)),
             info=info,
             steps_per_epoch=batches.steps_per_epoch,
+            validation_examples=len(subsets["validation"]),
             _train_epoch=lambda epoch: _with_options(
-                    batches.epoch(epoch).prefetch(tf.data.AUTOTUNE)))
+                    batches.epoch(epoch).prefetch(tf.data.AUTOTUNE)),
+            _images=lambda split, num: _images(spec, split, config, tfds_data_dir, num))
 
 
-def _numpy_batches(dataset: tf.data.Dataset, batch_size: int) -> list:
-    return list(dataset.batch(max(batch_size, 1000)).as_numpy_iterator())
+def _images(spec: DatasetSpec, split: str, config: DataConfig, tfds_data_dir: Optional[str],
+            num: Optional[int] = None) -> np.ndarray:
+    """The first `num` (None: all) examples of `split`, processed as for evaluation, as numpy."""
+    spec.check_split(split)
+    total = len(stored_array(spec, split, config, tfds_data_dir))
+    count = total if num is None else min(num, total)
+    dataset = _evaluation_split(spec, split, config, tfds_data_dir,
+                                indices=np.arange(count, dtype=np.int64))
+    batches = list(dataset.batch(max(config.eval_batch_size, 1000)).as_numpy_iterator())
+    if not batches:
+        return np.zeros((0,) + tuple(spec.image_shape), np.float32)
+    return np.concatenate(batches, axis=0)
 
 
 def load_images(config: DataConfig, split: str,
@@ -406,15 +488,15 @@ def load_images(config: DataConfig, split: str,
 
     Processed as an evaluation split: `dynamic` binarization is the fixed draw (also for
     `train`), `threshold` is applied, `max_examples` caps N. For evaluation code, pseudo-input
-    initialisation and tests. Point datasets give `[N, D]`.
+    initialisation and tests. Point datasets give `[N, D]`. The split is decoded once per
+    process (`stored_array`).
     """
     spec_cls = _spec_class(config)
-    spec = spec_cls(data_dir=config.data_dir)
-    dataset = _evaluation_split(spec, split, config, tfds_data_dir)
-    batches = _numpy_batches(dataset, config.eval_batch_size)
-    if not batches:
-        return np.zeros((0,) + tuple(spec_cls.image_shape), np.float32)
-    return np.concatenate(batches, axis=0)
+    return _images(spec_cls(data_dir=config.data_dir), split, config, tfds_data_dir)
+
+
+def _numpy_batches(dataset: tf.data.Dataset, batch_size: int) -> list:
+    return list(dataset.batch(max(batch_size, 1000)).as_numpy_iterator())
 
 
 def load_labelled(config: DataConfig, split: str, tfds_data_dir: Optional[str] = None

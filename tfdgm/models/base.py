@@ -28,7 +28,7 @@ What an instance provides:
     optimizers                   `{role: optimizer}`; all are saved in checkpoints and restored
     build_optimizers()           creates the optimizers' slots before a checkpoint is loaded
     prepare_training(datasets, config)   once, on a fresh run, before the first step
-    watched_terms                logged terms the NaN guard checks after every batch
+    watched_terms                logged terms the NaN guard checks (their epoch means)
     epoch_summaries(images)      `{tag: value}` scalars and `{tag: array}` histograms per epoch
     key_metrics                  the `metrics.json` keys that compare runs (HParams columns)
     image_grids(images, seed)    `{name: [H', W', C] in [0, 1]}` grids for PNGs and TensorBoard
@@ -198,12 +198,18 @@ class GenerativeModel(keras.Model):
         return []
 
     def compile_for_training(self, optimizers: Dict[str, keras.optimizers.Optimizer],
-                             jit_compile=False) -> None:
+                             jit_compile: bool = False) -> None:
         """Compiles with one optimizer per role of `optimizer_roles`.
 
         The default (one role, `"model"`) is `compile(optimizer=...)`; several roles keep their
         optimizers as attributes named `<role>_optimizer` and compile without one.
+        `jit_compile` (a bool) XLA-compiles Keras's training and evaluation steps; the trainer
+        compiles with False and then lets `tfdgm.training.xla.select` resolve
+        `training.jit_compile: auto`, which rebuilds the steps it compiles.
         """
+        if not isinstance(jit_compile, bool):
+            raise ValueError(f"jit_compile must be True or False, got {jit_compile!r} ('auto' "
+                             f"is resolved by tfdgm.training.xla.select after compiling)")
         missing = set(self.optimizer_roles) - set(optimizers)
         if missing:
             raise ValueError(f"optimizers for roles {sorted(missing)} are missing")
@@ -240,7 +246,8 @@ class GenerativeModel(keras.Model):
 
     @property
     def watched_terms(self) -> Tuple[str, ...]:
-        """The logged terms the NaN guard checks after every batch (default: every metric)."""
+        """The logged terms the NaN guard checks at the end of every epoch: their running
+        means are non-finite if any batch's was (default: every metric)."""
         return tuple(metric.name for metric in self.metrics)
 
     # Monitoring ---------------------------------------------------------------------------------

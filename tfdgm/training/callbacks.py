@@ -1,9 +1,16 @@
 """Keras callbacks that make a run resumable, stoppable and safe.
 
-* `NonFiniteGuard` stops training at the first NaN/Inf, naming the step and the term.
+* `NonFiniteGuard` stops training at the end of an epoch in which a watched loss term or a
+  weight became NaN/Inf, naming the epoch, its steps and the term (or weight), before any
+  checkpoint is written.
 * `RunCheckpointer` saves the last and the best checkpoints (by the model's `Monitor`) with the
-  run state after every epoch, atomically, and stops early when the monitored quantity has not
-  improved for `patience` epochs (counted from the monitor's `patience_from_epoch`).
+  run state after every epoch, atomically; on validated epochs it updates the best value, stops
+  early when the monitored quantity has not improved for `patience` epochs (counted from the
+  monitor's `patience_from_epoch`), and warns when the quantity has diverged (`diverged`).
+* `StartupTimer` records the seconds from the process's start to the first training step.
+
+None of them does work per batch: Keras then dispatches the batch hooks it still has (the
+progress bar) to a background thread, and the host never waits on a step to read its logs.
 
 They speak only the model contract (`tfdgm.models.base`): family-specific callbacks (the VAE's
 KL warm-up) come from `model.training_callbacks(config)`.
@@ -17,6 +24,7 @@ import time
 from typing import Dict, List, Optional
 
 import keras
+import tensorflow as tf
 
 from tfdgm.errors import DataError, NonFiniteLossError
 
@@ -33,9 +41,17 @@ class RunState:
       epochs_done: completed epochs (the next epoch to run, 0-based).
       best_value: best monitored validation value so far (None: none yet), and `best_epoch`
         the epoch that reached it, counted from 1 as in `history` and `metrics.json` (0: none).
-      epochs_without_improvement: counted from the monitor's `patience_from_epoch`.
+      epochs_without_improvement: epochs since the last improvement, counted from the
+        monitor's `patience_from_epoch` (checked on validated epochs).
       stopped_early: whether early stopping ended training.
-      history: per-epoch logs (train and validation metrics, beta, seconds).
+      history: per-epoch logs (train and, on validated epochs, validation metrics; beta,
+        seconds).
+      initial_value: the monitored validation value before the first step (None: not
+        measured), the reference of `diverged`.
+      warnings: what went wrong without stopping the run (a diverged validation quantity);
+        printed at the end and written to `metrics.json`.
+      startup_seconds: seconds from the start of the process that last trained the run to its
+        first training step.
     """
     epochs_done: int = 0
     best_value: Optional[float] = None
@@ -43,6 +59,9 @@ class RunState:
     epochs_without_improvement: int = 0
     stopped_early: bool = False
     history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
+    initial_value: Optional[float] = None
+    warnings: List[str] = dataclasses.field(default_factory=list)
+    startup_seconds: Optional[float] = None
 
     @classmethod
     def load(cls, checkpoint_dir: str) -> Optional["RunState"]:
@@ -126,37 +145,48 @@ def save_weights_atomically(model: keras.Model, path: str, state: Optional[RunSt
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
-    """Raises `NonFiniteLossError` at the first batch whose loss terms are not finite.
+    """Raises `NonFiniteLossError` at the end of an epoch in which training went non-finite.
 
-    The running means that Keras reports become non-finite at the first bad batch and stay so;
-    the error names the optimizer step and the first offending term. Checkpoints are written only
-    at the end of a finite epoch, so the last good one stays intact.
+    Keras's running means of the loss terms become non-finite at the first bad batch and stay
+    so, so the epoch's logged means show whether any batch had a NaN/Inf term; the weights are
+    checked as well (a finite loss with an infinite gradient leaves NaN weights and finite
+    logs). The guard runs before the checkpointer in the callback list, so no checkpoint is
+    written from a non-finite state and the last good one stays intact. The error names the
+    epoch, its optimizer steps, and the first offending term (or weight). It reads nothing per
+    batch: the steps run without waiting for the host.
     """
 
     def __init__(self, checkpoint_dir: str, terms=("loss",)):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
         self.terms = tuple(terms)
-        self.epoch = 0
+        self._first_step = 0
+
+    def _step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self._first_step = self._step() + 1
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        where = f"training stopped after epoch {epoch + 1} (optimizer steps {self._first_step}"
+        where += f" to {self._step()})"
         for term in self.terms:
-            if logs and term in logs and not math.isfinite(float(logs[term])):
-                step = int(self.model.optimizer.iterations.numpy())
+            if term in logs and not math.isfinite(float(logs[term])):
                 raise NonFiniteLossError(
-                    f"training stopped at step {step} (epoch {self.epoch + 1}, batch {batch + 1}): "
-                    f"the '{term}' term of the loss is {float(logs[term])}. "
-                    f"{self._advice()}")
+                    f"{where}: the '{term}' term of the loss is {float(logs[term])} (its mean "
+                    f"over the epoch: at least one batch was not finite). {self._advice()}")
+        weight = _first_non_finite(self.model.trainable_variables)
+        if weight is not None:
+            raise NonFiniteLossError(
+                f"{where}: the weight '{weight}' is not finite although the logged loss terms "
+                f"are (an overflowing gradient). {self._advice()}")
 
     def _advice(self):
-        rates = {role: float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-                 for role, optimizer in self.model.optimizers.items()}
-        keys = (["optimizer"] if len(rates) == 1 else [f"optimizer.{role}" for role in rates])
-        lower = " ".join(f"--set {key}.learning_rate={rate / 10:g}"
-                         for key, rate in zip(keys, rates.values()))
+        lower = lower_learning_rate_advice(self.model)
+        keys = (["optimizer"] if len(self.model.optimizers) == 1
+                else [f"optimizer.{role}" for role in self.model.optimizers])
         clip = " ".join(f"--set {key}.clipnorm=1.0" for key in keys)
         if os.path.exists(os.path.join(self.checkpoint_dir, LAST)):
             where = (f"The last good checkpoint in {self.checkpoint_dir} is intact; run the same "
@@ -168,10 +198,107 @@ class NonFiniteGuard(keras.callbacks.Callback):
                 f"the new values replace the checkpoint's.")
 
 
+def _first_non_finite(variables) -> Optional[str]:
+    """The path of the first float variable holding a NaN/Inf, else None (one reduction on the
+    device per variable, read once)."""
+    floats = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
+    if not floats:
+        return None
+    finite = tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
+                       for v in floats]).numpy()
+    bad = [v for v, ok in zip(floats, finite) if not ok]
+    return (getattr(bad[0], "path", None) or bad[0].name) if bad else None
+
+
+DIVERGENCE_FACTOR = 100.0
+"""`diverged`: how many times worse than its reference the monitored value must be."""
+
+
+def divergence_reference(monitor, state: "RunState") -> Optional[float]:
+    """The best of the value before training and the best validated value so far."""
+    values = [v for v in (state.initial_value, state.best_value) if v is not None]
+    if not values:
+        return None
+    best = values[0]
+    for value in values[1:]:
+        if monitor.better(value, best):
+            best = value
+    return best
+
+
+def diverged(monitor, value: float, reference: Optional[float]) -> bool:
+    """Whether the monitored `value` is worse than `reference` by more than `DIVERGENCE_FACTOR`
+    times the reference's magnitude (at least 1): `|value - reference| > 100 max(|reference|,
+    1)` in the wrong direction.
+
+    A run that learns never loses two orders of magnitude on its validation quantity against
+    where it started or the best it reached (an ELBO of -100 nats falling to -10^4, bits/dim of
+    2 rising to 200); one whose learning rate is far too high does (learning rate 1 takes a
+    VAE's ELBO from -543 to -10^13 in one epoch).
+    """
+    if reference is None or monitor.better(value, reference) or value == reference:
+        return False
+    return abs(value - reference) > DIVERGENCE_FACTOR * max(abs(reference), 1.0)
+
+
+def divergence_warning(monitor, value, reference, epoch, advice="") -> str:
+    return (f"validation {monitor.name} {value:.4g} after epoch {epoch} is more than "
+            f"{DIVERGENCE_FACTOR:g}x worse than {reference:.4g} (the best of before training "
+            f"and the epochs so far): training has diverged{advice}.")
+
+
+def lower_learning_rate_advice(model) -> str:
+    """`--set optimizer.learning_rate=...` (per role) at a tenth of the current rates."""
+    rates = {role: float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+             for role, optimizer in model.optimizers.items()}
+    keys = (["optimizer"] if len(rates) == 1 else [f"optimizer.{role}" for role in rates])
+    return " ".join(f"--set {key}.learning_rate={rate / 10:g}"
+                    for key, rate in zip(keys, rates.values()))
+
+
+class StartupTimer(keras.callbacks.Callback):
+    """Records `state.startup_seconds`: from `process_start` (a `time.time()`, e.g.
+    `process_start_time()`) to the first training step of this process, and prints it."""
+
+    def __init__(self, state: "RunState", process_start: float, verbose: bool = True):
+        super().__init__()
+        self.state, self.process_start, self.verbose = state, process_start, verbose
+        self._done = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._done:
+            return
+        self._done = True
+        self.state.startup_seconds = time.time() - self.process_start
+        if self.verbose:
+            print(f"First training step {self.state.startup_seconds:.1f} s after the process "
+                  f"started (imports, data, model, compilation probe, first validation).")
+
+
+def process_start_time() -> float:
+    """When this process started, as a `time.time()` value: from `/proc/self/stat` and
+    `/proc/uptime` (10 ms resolution) on Linux, else when this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])  # field 22 of stat(5): starttime in clock ticks
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - max(age, 0.0)
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED_AT
+
+
+_IMPORTED_AT = time.time()
+
+
 class RunCheckpointer(keras.callbacks.Callback):
-    """After each epoch: records the monitored validation value, saves `last` (and `best` on
-    improvement) checkpoints with the run state, and stops early once `patience` epochs have
-    passed without improvement.
+    """After each epoch: records the epoch, saves the `last` checkpoint with the run state;
+    on validated epochs (those whose logs hold the monitored `val_` value) also updates the
+    best value and the `best` checkpoint, stops early once `patience` epochs have passed
+    without improvement, and warns (printed, and kept in `state.warnings`) when the monitored
+    value has diverged (`diverged`).
 
     Args:
       checkpoint_dir: where `last.weights.h5`, `best.weights.h5` and `state.json` live.
@@ -199,16 +326,29 @@ class RunCheckpointer(keras.callbacks.Callback):
                 f"epoch {epoch + 1} ended with non-finite metrics {logs}; the last good "
                 f"checkpoint in {self.checkpoint_dir} is intact.")
         state = self.state
+        validated = True
         if self.monitor is None:
             improved = True
         else:
-            value = logs.get(self.monitor.key, logs.get(self.monitor.name))
-            if value is None:
+            value = logs.get(self.monitor.key)
+            validated = value is not None
+            if not validated and any(key.startswith("val_") for key in logs):
                 raise KeyError(f"the monitored '{self.monitor.key}' is not among the epoch's "
                                f"logs {sorted(logs)}")
-            improved = self.monitor.better(value, state.best_value)
-            if improved:
-                state.best_value = value
+            improved = False
+            if validated:
+                reference = divergence_reference(self.monitor, state)
+                if diverged(self.monitor, value, reference):
+                    message = divergence_warning(
+                        self.monitor, value, reference, epoch + 1,
+                        f"; lower the learning rate ({lower_learning_rate_advice(self.model)})")
+                    print(f"WARNING: {message}")
+                    if not any(w.startswith(f"validation {self.monitor.name} ")
+                               for w in state.warnings):
+                        state.warnings.append(message)
+                improved = self.monitor.better(value, state.best_value)
+                if improved:
+                    state.best_value = value
         if improved:
             state.best_epoch = epoch + 1
             state.epochs_without_improvement = 0
@@ -221,7 +361,7 @@ class RunCheckpointer(keras.callbacks.Callback):
                  for role, optimizer in optimizers.items()}
         state.history.append({"epoch": epoch + 1, "seconds": time.time() - self._epoch_start,
                               **logs, **rates})
-        if state.epochs_without_improvement >= self.patience:
+        if validated and state.epochs_without_improvement >= self.patience:
             state.stopped_early = True
             self.model.stop_training = True
         if self.write:

@@ -8,8 +8,8 @@ Keras callbacks through the same hooks, in the same order and with the same logs
     for each epoch:
         reset metrics; on_epoch_begin(epoch)
         for each step: on_train_batch_begin(step); train step; on_train_batch_end(step, logs)
-        reset metrics; on_test_begin; test steps over the validation set (on_test_batch_*);
-        on_test_end(val logs)
+        if the epoch is validated (`validation_freq`): reset metrics; on_test_begin; test
+        steps over the validation set (on_test_batch_*); on_test_end(val logs)
         on_epoch_end(epoch, {**train logs, **{"val_" + k: v}})
         stop if `model.stop_training`
     on_train_end(last epoch logs)
@@ -103,6 +103,13 @@ class _EpochBatches:
             self._iterator = None
 
 
+def _validates(epoch: int, validation_freq) -> bool:
+    """Whether epoch `epoch` (0-based) is validated under `fit`'s `validation_freq`."""
+    if isinstance(validation_freq, int):
+        return (epoch + 1) % validation_freq == 0
+    return epoch + 1 in validation_freq
+
+
 def _metric_results(model) -> Dict[str, Any]:
     """The model's metrics as a flat dict (dict-valued results are merged in, as in Keras)."""
     results = {}
@@ -146,7 +153,8 @@ def _make_step_function(model, strategy, step):
 def custom_fit(model: keras.Model, strategy: tf.distribute.Strategy, train_dataset,
                validation_dataset=None, epochs: int = 1, initial_epoch: int = 0,
                steps_per_epoch: Optional[int] = None, callbacks=None, verbose: int = 1,
-               validation_steps: Optional[int] = None) -> keras.callbacks.History:
+               validation_steps: Optional[int] = None,
+               validation_freq=1) -> keras.callbacks.History:
     """Trains `model` under `strategy` with the contract of `model.fit`.
 
     Args:
@@ -161,6 +169,8 @@ def custom_fit(model: keras.Model, strategy: tf.distribute.Strategy, train_datas
       callbacks: Keras callbacks (or a `keras.callbacks.CallbackList`).
       verbose: 0 for silence, 1 for a progress bar (shown by the chief worker only).
       validation_steps: validation batches per epoch; None: the whole validation set.
+      validation_freq: as in `fit`: validate every that many epochs (an int), or the listed
+        epochs (1-based).
 
     Returns:
       The `keras.callbacks.History` of the run (also set as `model.history`), whose `history`
@@ -213,7 +223,7 @@ def custom_fit(model: keras.Model, strategy: tf.distribute.Strategy, train_datas
         # Like `fit`: the epoch's logs are the last step's (the metrics' running values).
         epoch_logs = dict(logs if logs is not None else read_metrics(model))
 
-        if validation is not None:
+        if validation is not None and _validates(epoch, validation_freq):
             model.reset_metrics()
             callbacks.on_test_begin()
             val_logs = None

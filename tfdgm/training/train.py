@@ -10,6 +10,14 @@ A run directory holds:
 
 Running the same command again resumes from `checkpoints/last.weights.h5` (after Ctrl-C or
 `kill -9`); a finished run only re-evaluates if its `metrics.json` is missing.
+
+Before the first step a run decides whether its steps are XLA-compiled (`tfdgm.training.xla`),
+measures the monitored validation quantity of the untrained model (the reference of the
+divergence warning, `callbacks.diverged`) and prints a banner: the run directory, the data and
+its split sizes, the model's parameter count, the strategy and its devices, the TensorBoard
+command, the XLA and precision modes, and the family's `config_warnings` as `WARNING:` lines.
+The seconds from the process's start to the first training step are printed and saved
+(`state.json`, `metrics.json`: `startup_seconds`).
 """
 
 import contextlib
@@ -19,6 +27,7 @@ import os
 from typing import Any, Dict, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfdgm import config as config_lib
@@ -29,13 +38,15 @@ from tfdgm.evaluation import save_png
 from tfdgm.optimizers import make_optimizers
 from tfdgm.precision import with_loss_scaling
 from tfdgm.training import callbacks as cb
+from tfdgm.training import xla
 from tfdgm.training.strategy import is_chief, make_strategy
 from tfdgm.training.tensorboard import TensorBoardLogger
 
 # Keys that may change between a run and its resumption (a lower learning rate or a clipnorm is
 # what the NaN guard advises: the new values replace those of the restored optimizer state).
 RESUMABLE_CHANGES = ("training.epochs", "training.patience", "training.image_every_epochs",
-                     "evaluation", "export", "distribute", "data.data_dir", "data.eval_batch_size")
+                     "training.validate_every", "training.jit_compile", "evaluation", "export",
+                     "distribute", "data.data_dir", "data.eval_batch_size")
 RESUMABLE_OPTIMIZER_KEYS = ("learning_rate", "clipnorm")
 
 
@@ -169,22 +180,31 @@ def load_training_datasets(config, first_epoch: int):
     return load_datasets(config.data, seed=config.seed, initial_step=first_epoch * steps)
 
 
+def validated_epochs(training) -> list:
+    """The epochs (1-based, as Keras's `validation_freq` counts) that are validated: every
+    `training.validate_every`-th and the last."""
+    return [epoch + 1 for epoch in range(training.epochs) if training.validates(epoch)]
+
+
 def fit(model, strategy, datasets, config, callbacks, initial_epoch):
     """Runs the epochs with `model.fit`, or with the custom loop under multi-worker training
     (Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy`, keras#20585), over the
-    infinite stream of `load_training_datasets`, `steps_per_epoch` batches an epoch."""
+    infinite stream of `load_training_datasets`, `steps_per_epoch` batches an epoch, validating
+    the epochs of `validated_epochs`."""
     training = config.training
     steps_per_epoch = training.steps_per_epoch or datasets.steps_per_epoch
+    validation_freq = validated_epochs(training)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         from tfdgm.training.loop import custom_fit
         return custom_fit(model, strategy, datasets.train, datasets.validation,
                           epochs=training.epochs, initial_epoch=initial_epoch,
-                          steps_per_epoch=steps_per_epoch, callbacks=callbacks)
+                          steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                          validation_freq=validation_freq)
     # shuffle=False: the stream is already shuffled (Keras would warn that it ignores True).
     return model.fit(datasets.train, validation_data=datasets.validation,
                      epochs=training.epochs, initial_epoch=initial_epoch,
                      steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=1,
-                     shuffle=False)
+                     shuffle=False, validation_freq=validation_freq)
 
 
 def train_and_evaluate(config: config_lib.Config, run_dir: str,
@@ -195,6 +215,7 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     `config` is a resolved config (`tfdgm.experiment.load_config`); the model family it names
     supplies everything family-specific through the contract of `tfdgm.models.base`.
     """
+    process_start = cb.process_start_time()
     strategy = strategy or make_strategy(config.distribute.strategy)
     chief = is_chief(strategy)
     run = Run(run_dir)
@@ -203,10 +224,10 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     _make_run_directory(run)
     lock = RunLock(run_dir) if chief else contextlib.nullcontext()
     with lock:
-        return _train_and_evaluate(config, run, strategy, chief)
+        return _train_and_evaluate(config, run, strategy, chief, process_start)
 
 
-def _train_and_evaluate(config, run, strategy, chief):
+def _train_and_evaluate(config, run, strategy, chief, process_start):
     if chief:  # atomically: the other workers of a cluster read it at their start
         cb.write_atomically(run.config, lambda tmp: config_lib.dump(config, tmp))
     state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
@@ -217,24 +238,34 @@ def _train_and_evaluate(config, run, strategy, chief):
         with open(run.metrics) as f:
             return json.load(f)
 
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     datasets = load_training_datasets(config, first_epoch=state.epochs_done if state else 0)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)  # the same config, the same initial weights
         model = experiment.build_model(config, datasets.info)
-        model.compile_for_training(run_optimizers(model, config),
-                                   jit_compile=config.training.jit_compile)
+        model.compile_for_training(run_optimizers(model, config), jit_compile=False)
         if state is not None:
             restore(model, run.checkpoint("last"), config.optimizer)
             if not finished:
                 print(f"Resuming {run.dir} after epoch {state.epochs_done}.")
         else:
             model.prepare_training(datasets, config)
+    fresh = state is None
     state = state or cb.RunState()
+
+    decision = None
+    if not finished:
+        with strategy.scope():
+            decision = xla.select(model, strategy, config.training.jit_compile, datasets.train,
+                                  _probe_batches(datasets, config))
+        if fresh and model.monitor is not None and not multi_worker:
+            state.initial_value = _initial_value(model, datasets)
+        for line in banner(config, run, datasets, model, strategy, decision, state):
+            print(line)
 
     logger = None
     if chief:  # only the chief writes TensorBoard events
-        images = next(iter(datasets.validation.unbatch().batch(64))).numpy()
-        logger = TensorBoardLogger(run.logs, images, config.to_dict(),
+        logger = TensorBoardLogger(run.logs, datasets.images("validation", 64), config.to_dict(),
                                    global_batch_size=config.data.batch_size,
                                    image_every=config.training.image_every_epochs,
                                    seed=config.seed)
@@ -243,10 +274,12 @@ def _train_and_evaluate(config, run, strategy, chief):
             cb.NonFiniteGuard(run.checkpoints, model.watched_terms),
             cb.RunCheckpointer(run.checkpoints, state, config.training.patience,
                                monitor=model.monitor, write=chief),
+            cb.StartupTimer(state, process_start, verbose=chief),
         ] + ([logger] if logger else [])
         fit(model, strategy, datasets, config, callbacks, initial_epoch=state.epochs_done)
+        for warning in run_warnings(model, state):
+            print(f"WARNING: {warning}")
 
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     metrics = {}
     if chief:
         if multi_worker:
@@ -255,11 +288,77 @@ def _train_and_evaluate(config, run, strategy, chief):
             model = _local_model(config, datasets.info)
         logger.set_model(model)
         metrics = evaluate(model, datasets, config, run, state,
-                           strategy=None if multi_worker else strategy)
+                           strategy=None if multi_worker else strategy, decision=decision)
         logger.log_test_metrics(metrics, step=max(state.epochs_done, 1))
     if multi_worker:
         _barrier(strategy)  # no worker leaves before the chief is done (heartbeats)
     return metrics
+
+
+def _probe_batches(datasets, config) -> tf.data.Dataset:
+    """One validation batch for tracing the evaluation step, read from the arrays in memory
+    (a partial pass over `datasets.validation` would discard its half-filled cache)."""
+    images = datasets.images("validation", config.data.eval_batch_size)
+    return tf.data.Dataset.from_tensor_slices(images).batch(config.data.eval_batch_size)
+
+
+def _initial_value(model, datasets) -> Optional[float]:
+    """The monitored validation value of the model before its first step."""
+    results = model.evaluate(datasets.validation, verbose=0, return_dict=True)
+    value = results.get(model.monitor.name)
+    return None if value is None else float(value)
+
+
+def _count(variables) -> int:
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def banner(config, run, datasets, model, strategy, decision, state) -> list:
+    """The lines printed before training (module docstring)."""
+    info, training = datasets.info, config.training
+    sizes = info.num_examples
+    steps = training.steps_per_epoch or datasets.steps_per_epoch
+    every = ("every epoch" if training.validate_every == 1
+             else f"every {training.validate_every} epochs and the last")
+    subset = ("" if datasets.validation_examples == sizes["validation"]
+              else f", {datasets.validation_examples} evenly spaced examples of it")
+    devices = ", ".join(strategy.extended.worker_devices)
+    replicas = strategy.num_replicas_in_sync
+    start = f"resuming after epoch {state.epochs_done}" if state.epochs_done else "fresh"
+    family = getattr(model, "registered_name", type(model).__name__)
+    lines = [
+        f"Run {run.dir}: {start}, {training.epochs} epochs",
+        f"  data        {info.name} ({info.kind}, {'x'.join(map(str, info.event_shape))}): "
+        f"train {sizes['train']} ({steps} steps of {config.data.batch_size} an epoch), "
+        f"validation {sizes['validation']} ({every}{subset}), test {sizes['test']}",
+        f"  model       {family}: {_count(model.trainable_variables):,} trainable parameters "
+        f"({_count(model.weights):,} weights in all)",
+        f"  strategy    {type(strategy).__name__}, {replicas} replica"
+        f"{'s' if replicas > 1 else ''} ({devices})",
+        f"  compilation {decision.describe() if decision else 'none'}",
+        f"  precision   {training.precision}",
+        f"  tensorboard tensorboard --logdir {run.logs}",
+    ]
+    if model.monitor is not None and state.initial_value is not None:
+        lines.append(f"  monitor     validation {model.monitor.name} ({model.monitor.mode}) "
+                     f"before training: {state.initial_value:.4g}")
+    lines += [f"WARNING: {warning}" for warning in model.config_warnings(config)]
+    return lines
+
+
+def run_warnings(model, state) -> list:
+    """`state.warnings`, plus one when the best checkpoint itself has diverged from the
+    untrained model's validation value (its test figures then describe a broken model)."""
+    warnings = list(state.warnings)
+    monitor = model.monitor
+    if (monitor is not None and state.best_value is not None
+            and cb.diverged(monitor, state.best_value, state.initial_value)):
+        warnings.append(
+            f"the best checkpoint (epoch {state.best_epoch}, validation {monitor.name} "
+            f"{state.best_value:.4g}) is more than {cb.DIVERGENCE_FACTOR:g}x worse than before "
+            f"training ({state.initial_value:.4g}): its test figures describe a diverged "
+            f"model; train again with a lower learning rate.")
+    return warnings
 
 
 def _local_model(config, info):
@@ -279,11 +378,15 @@ def _barrier(strategy):
 
 
 def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = None,
-             write: bool = True, strategy: Optional[tf.distribute.Strategy] = None
-             ) -> Dict[str, Any]:
+             write: bool = True, strategy: Optional[tf.distribute.Strategy] = None,
+             decision: Optional[xla.JitDecision] = None) -> Dict[str, Any]:
     """Restores the best checkpoint and computes the model's test figures
     (`model.evaluate_test`, and the sample quality of `model.sample` when
-    `evaluation.sample_quality_samples` > 0); writes `metrics.json` and the image grids."""
+    `evaluation.sample_quality_samples` > 0); writes `metrics.json` and the image grids.
+
+    With the run's `state`, the metrics also hold its training record (epochs, best epoch,
+    seconds, `startup_seconds`) and its `warnings`; with `decision`, which steps ran under XLA.
+    """
     with (strategy or tf.distribute.get_strategy()).scope():
         restore(model, run.checkpoint("best"))
     metrics = model.evaluate_test(datasets, config)
@@ -295,8 +398,13 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
         metrics.update(epochs_trained=state.epochs_done, best_epoch=state.best_epoch,
                        stopped_early=state.stopped_early,
                        train_seconds=float(sum(h["seconds"] for h in state.history)))
+        if state.startup_seconds is not None:
+            metrics["startup_seconds"] = float(state.startup_seconds)
+        metrics["warnings"] = run_warnings(model, state)
+    if decision is not None:
+        metrics.update(xla_training_step=decision.train, xla_evaluation_step=decision.test)
     if write:  # the grids first: metrics.json marks a finished run, so it comes last
-        images = next(iter(datasets.test.unbatch().batch(64))).numpy()
+        images = _test_images(datasets)
         grids = model.image_grids(images, seed=config.seed)
         for name, grid in grids.items():
             save_png(grid, os.path.join(run.dir, f"{name}.png"))
@@ -304,3 +412,10 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
         print(f"Wrote {run.metrics} and {', '.join(f'{name}.png' for name in grids)} in "
               f"{run.dir}.")
     return metrics
+
+
+def _test_images(datasets, num=64):
+    """The first `num` test images (from memory where the datasets keep them)."""
+    if getattr(datasets, "_images", None) is not None:
+        return datasets.images("test", num)
+    return next(iter(datasets.test.unbatch().batch(num))).numpy()
