@@ -112,7 +112,7 @@ def bare_child(spec):
         x = tf.reshape(x, [-1, pixels])
         h = gated(encoder, x)
         loc, scale = loc_head(h), tf.nn.softplus(scale_head(h)) + 1e-5
-        z = loc + scale * tf.random.stateless_normal(tf.shape(loc), seed)
+        z = loc + scale * tf.random.stateless_normal(tf.shape(loc), seed, alg="philox")
         logits = logits_head(gated(decoder, z))
         log_px = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits),
                                 -1)

@@ -14,16 +14,16 @@ The VAE has its own script (`bench/bench_vae.py`); this one applies the same met
 * `rbm`: `configs/ebm/rbm_cd1.yaml` as it is (500 hidden units, CD-1, SGD with momentum and
   weight decay; 40 steps of 100 dynamically binarized mnist5k digits an epoch).
 
-For each family, one process and the same batches: `library_default` (built by
-`tfdgm.experiment.build_model`, compiled as `tfdgm.training.train` compiles a run's model, with
-the config's default `training.jit_compile`, trained by `model.fit` on the run's training stream
-with the family's callbacks, the NaN guard and the progress bar), `library_xla` and
-`library_no_xla` (`training.jit_compile` forced), and `bare` / `bare_xla`: a step written
-against the same layers (the family's `train_step` reduced to its math) in a `tf.function`
-without / with XLA over the batches held in memory. Every path runs one untimed epoch first,
-then `--rounds` alternated rounds (the order rotates each round). Goal of issue 12:
-library_default / bare <= 1.0. Prints one JSON line per family (`--out`: also to a file, one line
-per family).
+For each family, one process and the same batches, the paths and the method of
+`bench/bench_vae.py`: `library_default` (a run's strategy, model, optimizers and
+`tfdgm.training.xla.select` decision for the config's default `training.jit_compile`, trained by
+`model.fit` on the run's training stream with the family's callbacks, the NaN guard and the
+progress bar), `library_xla` and `library_no_xla` (`training.jit_compile` forced), and `bare` /
+`bare_xla`: a step written against the same layers (the family's `train_step` reduced to its
+math) in a `tf.function` without / with XLA over the batches held in memory. Every path runs one
+untimed epoch first, then `--rounds` alternated rounds (the order rotates each round). Goal of
+issue 12: library_default / bare <= 1.0. Prints one JSON line per family (`--out`: also to a
+file, one line per family).
 """
 
 import argparse
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench_vae import add_common_arguments, emit, measure  # noqa: E402
+from bench_vae import PHILOX, add_common_arguments, emit, measure  # noqa: E402
 
 FAMILIES = {
     "glow": ("configs/flows/glow_fashion_mnist.yaml",
@@ -74,7 +74,7 @@ def bare_glow_step(model, config, jit_compile=False):
     @tf.function(jit_compile=jit_compile)
     def step(x, seed):
         x_q = tf.floor(tf.round(x * 255.) / float(2 ** (8 - model.n_bits)))
-        y = (x_q + tf.random.stateless_uniform(tf.shape(x_q), seed)) / levels
+        y = (x_q + tf.random.stateless_uniform(tf.shape(x_q), seed, alg=PHILOX)) / levels
         with tf.GradientTape() as tape:
             log_p = flow.log_prob(y - 0.5, training=True)
             loss = tf.reduce_mean(-(log_p - log_volume) / nats_per_bit)
@@ -110,9 +110,9 @@ def bare_wgan_gp_step(model, config, jit_compile=False):
         for i in range(n_critic):
             real = x[i::n_critic]
             m = tf.shape(real)[0]
-            fake = tf.stop_gradient(generator(
-                tf.random.stateless_normal([m, latent_dim], seeds[2 * i]), training=True))
-            e = tf.random.stateless_uniform([m, 1, 1, 1], seeds[2 * i + 1])
+            z = tf.random.stateless_normal([m, latent_dim], seeds[2 * i], alg=PHILOX)
+            fake = tf.stop_gradient(generator(z, training=True))
+            e = tf.random.stateless_uniform([m, 1, 1, 1], seeds[2 * i + 1], alg=PHILOX)
             x_hat = e * real + (1. - e) * fake
             with tf.GradientTape() as tape:
                 scores = critic(tf.concat([real, fake], 0), training=True)
@@ -126,7 +126,7 @@ def bare_wgan_gp_step(model, config, jit_compile=False):
             d_optimizer.apply(tape.gradient(d_loss, d_variables), d_variables)
         m = tf.shape(x[n_critic - 1::n_critic])[0]
         with tf.GradientTape() as tape:
-            z = tf.random.stateless_normal([m, latent_dim], seeds[-1])
+            z = tf.random.stateless_normal([m, latent_dim], seeds[-1], alg=PHILOX)
             g_loss = -tf.reduce_mean(critic(generator(z, training=True), training=True))
         g_optimizer.apply(tape.gradient(g_loss, g_variables), g_variables)
         return g_loss
@@ -158,9 +158,10 @@ def bare_rbm_step(model, config, jit_compile=False):
         v = tf.reshape(x, [tf.shape(x)[0], -1])
         seed_h, seed_v = _split(seed, 2)
         p_h = tf.sigmoid(tf.matmul(v, weights) + hidden_bias)
-        h = tf.cast(tf.random.stateless_uniform(tf.shape(p_h), seed_h) < p_h, v.dtype)
+        h = tf.cast(tf.random.stateless_uniform(tf.shape(p_h), seed_h, alg=PHILOX) < p_h, v.dtype)
         p_v = tf.sigmoid(tf.matmul(h, weights, transpose_b=True) + visible_bias)
-        v_negative = tf.cast(tf.random.stateless_uniform(tf.shape(p_v), seed_v) < p_v, v.dtype)
+        v_negative = tf.cast(
+            tf.random.stateless_uniform(tf.shape(p_v), seed_v, alg=PHILOX) < p_v, v.dtype)
         with tf.GradientTape() as tape:
             loss = (tf.reduce_mean(free_energy(v)) - tf.reduce_mean(free_energy(v_negative))
                     + 0.5 * weight_decay * tf.reduce_sum(tf.square(weights)))

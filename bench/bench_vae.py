@@ -7,13 +7,14 @@ Times the gated-MLP VAE of `configs/vae_static_mnist.yaml` (300-300, z = 40, Ber
 `--data-dir` (no `binarized_mnist.npz`) the same network on the 4000 mnist5k training digits,
 dynamically binarized. One process, the same batches, five paths:
 
-* `library_default`: the model built from the config by `tfdgm.experiment.build_model` and
-  compiled as `tfdgm.training.train` compiles it (`compile_for_training` with the run's
-  optimizers and the config's `training.jit_compile`, i.e. the library's default), trained by
-  `model.fit` on the run's resumable training stream (`load_training_datasets`) with the run's
-  per-batch callbacks (the family's, the NaN guard, the progress bar): what `make train` does in
-  an epoch, minus the epoch-end validation, checkpoint and TensorBoard writes (those are in
-  `bench/bench_command.py`);
+* `library_default`: what `make train` does in an epoch, through the library's own functions as
+  `tfdgm.training.train` calls them: the run's strategy (`make_strategy`: one device), the model
+  built from the config (`tfdgm.experiment.build_model`), compiled with the run's optimizers,
+  its steps compiled or not by `tfdgm.training.xla.select` for the config's default
+  `training.jit_compile` (`auto`), trained by `model.fit` on the run's resumable training stream
+  (`load_training_datasets`) with the per-batch callbacks of a run (the family's, the NaN guard,
+  the progress bar), minus the epoch-end validation, checkpoint and TensorBoard writes (those
+  are in `bench/bench_command.py`);
 * `library_xla`, `library_no_xla`: the same with `training.jit_compile` forced to true / false;
 * `bare`: the same encoder, decoder and posterior heads, a hand-written ELBO and Adam step in a
   `tf.function` without XLA, looping over the same batches held in memory (no input pipeline);
@@ -50,9 +51,19 @@ import tensorflow as tf  # noqa: E402
 
 from tfdgm import experiment  # noqa: E402
 from tfdgm.training import callbacks as cb  # noqa: E402
+from tfdgm.training import train as train_lib  # noqa: E402
+from tfdgm.training.strategy import make_strategy  # noqa: E402
 from tfdgm.training.train import load_training_datasets, run_optimizers  # noqa: E402
 
+try:  # the `training.jit_compile: auto` decision (issue 12)
+    from tfdgm.training import xla  # noqa: E402
+except ImportError:
+    xla = None
+
 CONFIG = "configs/vae_static_mnist.yaml"
+PHILOX = "philox"
+"""The bare steps' stateless sampler: what TensorFlow picks on a CPU without XLA; XLA's CPU
+default (`auto_select`) is a much slower generator (`tfdgm.training.xla`)."""
 FALLBACK = ["data.name=mnist5k", "data.binarize=dynamic"]
 
 
@@ -133,14 +144,25 @@ class LibraryEpochs:
 
     def __init__(self, config, checkpoint_dir, fit_epochs=2):
         self.config, self.fit_epochs = config, fit_epochs
+        # As tfdgm.training.train._train_and_evaluate prepares a fresh run.
+        self.strategy = make_strategy(config.distribute.strategy)
         self.datasets = load_training_datasets(config, first_epoch=0)
         self.steps = config.training.steps_per_epoch or self.datasets.steps_per_epoch
-        keras.utils.set_random_seed(config.seed)
-        self.model = experiment.build_model(config, self.datasets.info)
-        # As tfdgm.training.train._train_and_evaluate compiles a run's model.
-        self.model.compile_for_training(run_optimizers(self.model, config),
-                                        jit_compile=config.training.jit_compile)
-        self.model.prepare_training(self.datasets, config)
+        with self.strategy.scope():
+            keras.utils.set_random_seed(config.seed)
+            self.model = experiment.build_model(config, self.datasets.info)
+            self.decision = None
+            if xla is None:  # before training.jit_compile: auto
+                self.model.compile_for_training(run_optimizers(self.model, config),
+                                                jit_compile=config.training.jit_compile)
+            else:
+                self.model.compile_for_training(run_optimizers(self.model, config),
+                                                jit_compile=False)
+            self.model.prepare_training(self.datasets, config)
+            if xla is not None:
+                self.decision = xla.select(self.model, self.strategy,
+                                           config.training.jit_compile, self.datasets.train,
+                                           train_lib._probe_batches(self.datasets, config))
         self.callbacks = self.model.training_callbacks(config) + [
             cb.NonFiniteGuard(checkpoint_dir, self.model.watched_terms)]
         self.epoch = 0
@@ -169,8 +191,12 @@ class LibraryEpochs:
         return sum(self.fit(1))
 
     def jit_compile_used(self):
-        """Whether Keras compiled the training step with XLA (after the first epoch)."""
-        return bool(getattr(self.model, "jit_compile", None))
+        """Whether the training step was compiled with XLA, and the library's reason."""
+        if self.decision is not None:
+            return {"train": self.decision.train, "test": self.decision.test,
+                    "decision": self.decision.describe(),
+                    "probe_seconds": round(self.decision.probe_seconds, 3)}
+        return {"train": bool(getattr(self.model, "jit_compile", None))}
 
     def batches(self):
         """The first epoch's batches of the run's training stream, as tensors in memory."""
@@ -217,7 +243,7 @@ def bare_vae_step(model, config, jit_compile=False):
         with tf.GradientTape() as tape:
             h = encoder(x)
             loc, scale = loc_head(h), tf.nn.softplus(scale_head(h)) + 1e-5
-            z = loc + scale * tf.random.stateless_normal(tf.shape(loc), seed)
+            z = loc + scale * tf.random.stateless_normal(tf.shape(loc), seed, alg=PHILOX)
             logits = decoder(z)
             log_px = -tf.reduce_sum(
                 tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), [1, 2, 3])
