@@ -6,7 +6,7 @@ work, each a fresh process: wall time, start-up time and peak memory.
 The command is
 
     python -m tfdgm train --config configs/vae_static_mnist.yaml --data-dir ../shared/data \\
-        --run-dir <fresh temp dir> --set training.epochs=3 \\
+        --run-dir <fresh temp dir> --set training.epochs=3 --set training.validate_every=1 \\
         --set evaluation.nll_samples=0 --set evaluation.surgery_examples=0
 
 (without `--data-dir`: `configs/quickstart.yaml` on mnist5k): 3 epochs with a validation pass
@@ -290,7 +290,8 @@ def main():
     if static:
         args.data_dir = os.path.abspath(args.data_dir)
     spec = bare_spec(config, args)
-    overrides = [f"training.epochs={args.epochs}", "evaluation.nll_samples=0",
+    overrides = [f"training.epochs={args.epochs}", "training.validate_every=1",
+                 "evaluation.nll_samples=0",
                  "evaluation.surgery_examples=0"] + args.set
     if args.steps:
         overrides.append(f"training.steps_per_epoch={args.steps}")
