@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm import bijectors
+from tfdgm.precision import FullPrecision
 
 __all__ = ["FlowLayer", "Squeeze", "gaussian_log_prob"]
 
@@ -29,8 +30,13 @@ def gaussian_log_prob(eps, log_std):
     return tf.reduce_sum(-0.5 * tf.square(eps) - log_std - _HALF_LOG_TWO_PI, axis=[1, 2, 3])
 
 
-class FlowLayer(keras.layers.Layer):
+class FlowLayer(FullPrecision, keras.layers.Layer):
     """An invertible Keras layer on images that owns its weights and builds its bijector.
+
+    A density layer (`tfdgm.precision.FullPrecision`): under a mixed-precision policy the data
+    path, the parameters and the log-dets are float32 and only the conditioner networks it
+    owns (built with `dtype=self.network_policy`) compute in the low precision, so `inverse`
+    and the log-det are those of exactly the map `call` applies.
 
     The contract every `tfdgm.flows` layer follows:
 

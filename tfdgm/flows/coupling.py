@@ -139,14 +139,14 @@ class AffineCoupling(FlowLayer):
         self.transformed_channels = out_channels
         self.conditioner = CouplingConvNet(
             out_channels if self.scale == "additive" else 2 * out_channels,
-            self.hidden_channels, dtype=self.dtype_policy, name="conditioner")
+            self.hidden_channels, dtype=self.network_policy, name="conditioner")
         self.conditioner.build((*input_shape[:-1], in_channels))
         if self.scale == "tanh":
             self.log_scale_factor = self.add_weight(shape=(out_channels,), initializer="ones",
                                                     name="log_scale_factor")
 
     def _shift_and_raw_scale(self, x_a):
-        out = self.conditioner(x_a)
+        out = self.full_precision(self.conditioner(x_a))  # the bijector's math in float32
         if self.scale == "additive":
             return out
         c = self.transformed_channels

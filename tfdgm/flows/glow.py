@@ -63,10 +63,10 @@ class GlowStep(FlowLayer):
         self.lu = bool(lu)
         self.scale = scale
         self.seed = seed
-        self.actnorm = ActNorm(dtype=self.dtype_policy, name="actnorm")
-        self.conv = InvertibleConv1x1(lu=lu, seed=seed, dtype=self.dtype_policy, name="conv")
+        self.actnorm = ActNorm(dtype=self.network_policy, name="actnorm")
+        self.conv = InvertibleConv1x1(lu=lu, seed=seed, dtype=self.network_policy, name="conv")
         self.coupling = AffineCoupling(mask="channel", scale=scale,
-                                       hidden_channels=hidden_channels, dtype=self.dtype_policy,
+                                       hidden_channels=hidden_channels, dtype=self.network_policy,
                                        name="coupling")
 
     def _parts(self):
@@ -172,22 +172,23 @@ class GlowFlow(MultiScaleFlow):
                                                             self.image_shape))
         levels, priors = [], []
         for level in range(num_levels):
-            steps = [Squeeze(dtype=self.dtype_policy, name="squeeze_{}".format(level))]
+            steps = [Squeeze(dtype=self.network_policy, name="squeeze_{}".format(level))]
             for k in range(self.num_steps):
                 index = level * self.num_steps + k
                 steps.append(GlowStep(
                     hidden_channels, lu=lu, scale=scale,
-                    seed=None if seed is None else seed + index, dtype=self.dtype_policy,
+                    seed=None if seed is None else seed + index, dtype=self.network_policy,
                     name="step_{}_{}".format(level, k)))
             levels.append(steps)
             channels *= 4
             if level < num_levels - 1:
                 if self.learn_split_priors:
                     priors.append(ConditionalGaussianPrior(
-                        channels // 2, dtype=self.dtype_policy,
+                        channels // 2, dtype=self.network_policy,
                         name="split_prior_{}".format(level)))
                 channels -= channels // 2
-        top = LearnedGaussianPrior(dtype=self.dtype_policy, name="top_prior") if learn_top else None
+        top = (LearnedGaussianPrior(dtype=self.network_policy, name="top_prior") if learn_top
+               else None)
         self._set_levels(levels, priors if self.learn_split_priors else None, top)
 
     def get_config(self):

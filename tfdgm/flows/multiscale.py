@@ -5,11 +5,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm.flows.base import gaussian_log_prob
+from tfdgm.precision import FullPrecision
 
 __all__ = ["MultiScaleFlow"]
 
 
-class MultiScaleFlow(keras.layers.Layer):
+class MultiScaleFlow(FullPrecision, keras.layers.Layer):
     """A multi-scale normalizing flow on images: levels of `FlowLayer`s with factored-out halves.
 
     ```none
@@ -44,7 +45,10 @@ class MultiScaleFlow(keras.layers.Layer):
     * `freeze_inverses()` / `unfreeze_inverses()`: see `tfdgm.flows.InvertibleConv1x1`; call
       `freeze_inverses()` before tracing a TFLite sampler so that it needs builtins only.
 
-    Subclasses create their layers in `__init__` and call `_set_levels`.
+    Subclasses create their layers in `__init__` (with `dtype=self.network_policy`) and call
+    `_set_levels`. A density layer (`tfdgm.precision.FullPrecision`): under a mixed-precision
+    policy the latents, priors and log-dets are float32, the conditioners compute in the low
+    precision.
     """
 
     def __init__(self, image_shape, **kwargs):

@@ -3,11 +3,13 @@
 import keras
 from keras import ops
 
+from tfdgm.precision import FullPrecision
+
 __all__ = ["ConditionalGaussianPrior", "LearnedGaussianPrior"]
 
 
 @keras.saving.register_keras_serializable(package="tfdgm")
-class ConditionalGaussianPrior(keras.layers.Layer):
+class ConditionalGaussianPrior(FullPrecision, keras.layers.Layer):
     """Glow's split prior: `p(z_out | z_kept) = N(mean, diag(exp(log_std))^2)`.
 
     ```none
@@ -41,13 +43,13 @@ class ConditionalGaussianPrior(keras.layers.Layer):
         self.channels = int(channels)
         self.conv = keras.layers.Conv2D(2 * self.channels, 3, padding="same",
                                         kernel_initializer="zeros", bias_initializer="zeros",
-                                        dtype=self.dtype_policy, name="conv")
+                                        dtype=self.network_policy, name="conv")
 
     def build(self, kept_shape):
         self.conv.build(tuple(kept_shape))
 
     def call(self, z_kept):
-        out = self.conv(z_kept)
+        out = self.full_precision(self.conv(z_kept))
         return out[..., :self.channels], out[..., self.channels:]
 
     def get_config(self):
@@ -55,7 +57,7 @@ class ConditionalGaussianPrior(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfdgm")
-class LearnedGaussianPrior(keras.layers.Layer):
+class LearnedGaussianPrior(FullPrecision, keras.layers.Layer):
     """Glow's learned top prior: `N(mean, diag(exp(log_std))^2)`, per-channel parameters.
 
     Weights `mean` `[C]` and `log_std` `[C]`, zero-initialized (`N(0, I)`), shared by every

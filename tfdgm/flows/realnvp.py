@@ -83,17 +83,18 @@ class RealNVPFlow(MultiScaleFlow):
             for k in range(self.num_final_couplings if last else 3):
                 layers += self._coupling("checkerboard", k % 2 == 1, "scale_{}_cb_{}".format(s, k))
             if not last:
-                layers.append(Squeeze(dtype=self.dtype_policy, name="squeeze_{}".format(s)))
+                layers.append(Squeeze(dtype=self.network_policy, name="squeeze_{}".format(s)))
                 for k in range(3):
                     layers += self._coupling("channel", k % 2 == 1, "scale_{}_ch_{}".format(s, k))
             levels.append(layers)
         self._set_levels(levels, None, None)
 
     def _coupling(self, mask, reverse, name):
-        layers = [ActNorm(dtype=self.dtype_policy, name=name + "_actnorm")] if self.actnorm else []
+        layers = ([ActNorm(dtype=self.network_policy, name=name + "_actnorm")] if self.actnorm
+                  else [])
         return layers + [AffineCoupling(mask=mask, reverse_mask=reverse, scale=self.scale,
                                         hidden_channels=self.hidden_channels,
-                                        dtype=self.dtype_policy, name=name)]
+                                        dtype=self.network_policy, name=name)]
 
     def get_config(self):
         return {**super().get_config(), "num_scales": self.num_scales,

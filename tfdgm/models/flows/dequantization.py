@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from tfdgm import random as tfdgm_random
 from tfdgm.flows import CouplingConvNet
+from tfdgm.precision import FullPrecision
 
 __all__ = ["VariationalDequantizer", "bits_per_dim", "global_uniform", "quantize"]
 
@@ -94,7 +95,7 @@ def _checkerboard(height, width, parity):
 
 
 @keras.saving.register_keras_serializable(package="tfdgm")
-class VariationalDequantizer(keras.layers.Layer):
+class VariationalDequantizer(FullPrecision, keras.layers.Layer):
     """Flow++'s variational dequantization noise `u ~ q(u | x)` on `[0, 1)^D` with its density.
 
     ```none
@@ -148,7 +149,7 @@ class VariationalDequantizer(keras.layers.Layer):
         self.hidden_channels = int(hidden_channels)
         self.log_scale_bound = float(log_scale_bound)
         self.context = keras.layers.Conv2D(self.hidden_channels, 3, padding="same",
-                                           activation="relu", dtype=self.dtype_policy,
+                                           activation="relu", dtype=self.network_policy,
                                            name="context")
         self.conditioners = []
 
@@ -156,7 +157,7 @@ class VariationalDequantizer(keras.layers.Layer):
         *_, height, width, channels = input_shape
         self.context.build(tuple(input_shape))
         self.conditioners = [
-            CouplingConvNet(2 * channels, self.hidden_channels, dtype=self.dtype_policy,
+            CouplingConvNet(2 * channels, self.hidden_channels, dtype=self.network_policy,
                             name=f"conditioner_{k}") for k in range(self.num_steps)]
         for net in self.conditioners:
             net.build((None, height, width, channels + self.hidden_channels))
@@ -168,6 +169,8 @@ class VariationalDequantizer(keras.layers.Layer):
         if not self.built:
             self.build(x_q.shape)
         eps = tf.cast(eps, self.compute_dtype)
+        # The context (a network output, in the run's compute dtype) only feeds the
+        # conditioners; their outputs are cast back to full precision for the couplings.
         context = self.context(x_q / float(levels) - 0.5)
         channels = x_q.shape[-1]
         bound = self.log_scale_bound
@@ -175,7 +178,8 @@ class VariationalDequantizer(keras.layers.Layer):
         log_q = tf.reduce_sum(-0.5 * tf.square(eps) - _HALF_LOG_TWO_PI, axis=[1, 2, 3])
         for mask, net in zip(self._masks, self.conditioners):
             mask = tf.constant(mask, v.dtype)
-            out = net(tf.concat([v * mask, context], axis=-1))
+            out = self.full_precision(net(tf.concat([tf.cast(v * mask, context.dtype), context],
+                                                    axis=-1)))
             shift, raw = out[..., :channels], out[..., channels:]
             log_scale = (1. - mask) * bound * tf.tanh(raw / bound)
             v = v * tf.exp(log_scale) + (1. - mask) * shift

@@ -33,6 +33,7 @@ from tfdgm.models.flows.dequantization import (VariationalDequantizer, bits_per_
 from tfdgm.models.flows.options import (FlowEvaluationOptions, GlowOptions, MAFOptions,
                                         RealNVPOptions)
 from tfdgm.models.vae.flow_priors import MAFPrior
+from tfdgm.precision import full_precision_dtype
 from tfdgm.registry import MODELS
 
 __all__ = ["MAF", "DensityFlow", "Glow", "RealNVP", "temperature_name"]
@@ -153,7 +154,7 @@ class DensityFlow(GenerativeModel):
 
     def check_images(self, x):
         """`x` as a float tensor after checking its static shape is `[B, H, W, C]`."""
-        x = tf.convert_to_tensor(x, self.compute_dtype)
+        x = tf.convert_to_tensor(x, full_precision_dtype(self))
         if x.shape.rank is not None and (x.shape.rank != 4 or any(
                 want != got for want, got in zip(self.image_shape, x.shape[1:])
                 if got is not None)):
@@ -241,7 +242,7 @@ class DensityFlow(GenerativeModel):
     def decode(self, eps):
         """`eps [B, P] -> x [B, H, W, C]` in `[0, 1]`, the inverse of `encode` (up to clipping):
         `decode(encode(x))` is the bin centres of `x`."""
-        eps = tf.convert_to_tensor(eps, self.compute_dtype)
+        eps = tf.convert_to_tensor(eps, full_precision_dtype(self))
         if eps.shape.rank is not None and eps.shape[-1] not in (None, self.noise_dim):
             raise ValueError(f"expected noise of shape [B, {self.noise_dim}], got {eps.shape}.")
         return self.from_flow_space(self._flow_from_noise(eps))
@@ -256,9 +257,10 @@ class DensityFlow(GenerativeModel):
         return self.log_prob(x)[0]
 
     def build(self, input_shape=None):
-        x = tf.zeros((1,) + self.image_shape, self.compute_dtype)
+        dtype = full_precision_dtype(self)
+        x = tf.zeros((1,) + self.image_shape, dtype)
         self.bound_terms(x, tf.constant([0, 0], tf.int64))
-        self.decode(tf.zeros([1, self.noise_dim], self.compute_dtype))
+        self.decode(tf.zeros([1, self.noise_dim], dtype))
         super().build((None,) + self.image_shape)
 
     # Construction from an experiment config ---------------------------------------------------

@@ -83,10 +83,10 @@ class BiGAN(GAN):
     def discriminator_terms(self, real, step, training=False):
         batch = tf.shape(real)[0]
         z = self.latent_noise(batch, tfdgm_random.step_seed(self.seed, step, 0))
-        codes = tf.stop_gradient(self.encoder(real, training=training))
-        fake = tf.stop_gradient(self.generator(z, training=training))
-        scores = self.discriminator((tf.concat([real, fake], 0), tf.concat([codes, z], 0)),
-                                    training=training)
+        codes = tf.stop_gradient(self.full_precision(self.encoder(real, training=training)))
+        fake = tf.stop_gradient(self.full_precision(self.generator(z, training=training)))
+        scores = self.full_precision(self.discriminator(
+            (tf.concat([real, fake], 0), tf.concat([codes, z], 0)), training=training))
         d_real, d_fake = scores[:batch], scores[batch:]
         return {"d_loss": tf.reduce_mean(tf.nn.softplus(-d_real) + tf.nn.softplus(d_fake)),
                 "d_real": tf.sigmoid(d_real), "d_fake": tf.sigmoid(d_fake)}
@@ -94,10 +94,10 @@ class BiGAN(GAN):
     def generator_terms(self, real, step, training=False):
         batch = tf.shape(real)[0]
         z = self.latent_noise(batch, tfdgm_random.step_seed(self.seed, step, 2))
-        codes = self.encoder(real, training=training)
-        fake = self.generator(z, training=training)
-        scores = self.discriminator((tf.concat([real, fake], 0), tf.concat([codes, z], 0)),
-                                    training=training)
+        codes = self.full_precision(self.encoder(real, training=training))
+        fake = self.full_precision(self.generator(z, training=training))
+        scores = self.full_precision(self.discriminator(
+            (tf.concat([real, fake], 0), tf.concat([codes, z], 0)), training=training))
         d_real, d_fake = scores[:batch], scores[batch:]
         return {"g_loss": tf.reduce_mean(tf.nn.softplus(d_real) + tf.nn.softplus(-d_fake))}
 
@@ -105,7 +105,7 @@ class BiGAN(GAN):
 
     def encode(self, x):
         """`x [B, *image_shape] -> z [B, latent_dim]`: the encoder in inference mode."""
-        return self.encoder(tf.convert_to_tensor(x), training=False)
+        return self.full_precision(self.encoder(tf.convert_to_tensor(x), training=False))
 
     def embeddings(self, images):
         return {"encoder": self.encode(images).numpy()}
@@ -116,8 +116,9 @@ class BiGAN(GAN):
 
     def critic_outputs(self, x, eps):
         x, eps = tf.convert_to_tensor(x), tf.convert_to_tensor(eps)
-        return (self.discriminator((x, self.encode(x)), training=False),
-                self.discriminator((self.generate(eps), eps), training=False))
+        return (self.full_precision(self.discriminator((x, self.encode(x)), training=False)),
+                self.full_precision(self.discriminator((self.generate(eps), eps),
+                                                       training=False)))
 
     def signatures(self):
         """`generate(eps) -> {"x"}` and `encode(x [B, *image_shape]) -> {"z" [B, latent_dim]}`."""

@@ -13,6 +13,10 @@ split keeps the step independent of how the batch is divided over replicas: repl
 rows `[r B / N, (r + 1) B / N)`, and when `B / N` is a multiple of `n_critic` its `i`-th
 minibatch is exactly its share of the one-device minibatch `i`.
 
+Mixed precision (`training.precision`, `tfdgm.precision`): the players compute in the low
+precision; the latent noise, the fakes the discriminator sees beside the float32 data, the scores
+and every loss, penalty and logged term are float32 (`full_precision`).
+
 Noise is stateless and drawn for the global batch (`tfdgm.random.normal`, each replica takes its
 rows), keyed on the generator optimizer's step and a stream per use, so replicas draw different
 latents and one device and N replicas take the same step. The interpolation weights of the
@@ -30,6 +34,7 @@ from tfdgm.models.base import GenerativeModel, Signature, check_temperature
 from tfdgm.models.gan import losses
 from tfdgm.models.gan.networks import Discriminator, Generator
 from tfdgm.models.gan.options import GANEvaluationOptions, GANOptions
+from tfdgm.precision import full_precision_dtype
 from tfdgm.registry import MODELS
 
 __all__ = ["GAN"]
@@ -162,9 +167,14 @@ class GAN(GenerativeModel):
 
     def latent_noise(self, batch_size, seed):
         """`[batch_size, latent_dim]` standard-normal rows of this replica's slice of the
-        global batch's noise."""
+        global batch's noise (full precision: the same noise under every policy)."""
         return tfdgm_random.normal([batch_size, self.latent_dim], seed, batch_axis=0,
-                                   dtype=self.compute_dtype)
+                                   dtype=full_precision_dtype(self))
+
+    def full_precision(self, outputs):
+        """A player's `outputs` (low precision under a mixed policy) in the model's full
+        precision (float32), for the losses, the penalty and the logged terms."""
+        return tf.cast(outputs, full_precision_dtype(self))
 
     def _scores(self, outputs):
         """The logged mean `D(.)`: probabilities for logits."""
@@ -177,12 +187,13 @@ class GAN(GenerativeModel):
         "d_fake": [m], ...}` (`wasserstein [m]`, `gradient_penalty [m]` where they apply).
         """
         batch = tf.shape(real)[0]
-        fake = tf.stop_gradient(self.generator(
+        fake = tf.stop_gradient(self.full_precision(self.generator(
             self.latent_noise(batch, tfdgm_random.step_seed(self.seed, step, 0)),
-            training=training))
+            training=training)))
         # One pass on [real; fake]: one power iteration of the spectral norm per update, and
         # batch norm (where used) sees both halves.
-        scores = self.discriminator(tf.concat([real, fake], 0), training=training)
+        scores = self.full_precision(
+            self.discriminator(tf.concat([real, fake], 0), training=training))
         d_real, d_fake = scores[:batch], scores[batch:]
         per_example = losses.discriminator_loss(self.loss_name, d_real, d_fake)
         terms = {"d_real": self._scores(d_real), "d_fake": self._scores(d_fake)}
@@ -190,9 +201,12 @@ class GAN(GenerativeModel):
             terms["wasserstein"] = d_real - d_fake
         if self.loss_name == "wgan_gp":
             noise = tfdgm_random.normal([batch], tfdgm_random.step_seed(self.seed, step, 1), 0)
+
+            def critic(x):
+                return self.full_precision(self.discriminator(x, training=False))
+
             penalty = losses.gradient_penalty(
-                lambda x: self.discriminator(x, training=False), real, fake,
-                0.5 * tf.math.erfc(-noise / np.sqrt(2.)))  # Phi(noise) ~ U[0, 1]
+                critic, real, fake, 0.5 * tf.math.erfc(-noise / np.sqrt(2.)))  # Phi(n) ~ U[0, 1]
             terms["gradient_penalty"] = penalty
             per_example = per_example + self.gradient_penalty * penalty
         terms["d_loss"] = tf.reduce_mean(per_example)
@@ -203,7 +217,8 @@ class GAN(GenerativeModel):
         local mean). `real` only sets `m` here (BiGAN's encoder uses it)."""
         batch = tf.shape(real)[0]
         z = self.latent_noise(batch, tfdgm_random.step_seed(self.seed, step, 2))
-        d_fake = self.discriminator(self.generator(z, training=training), training=training)
+        d_fake = self.full_precision(
+            self.discriminator(self.generator(z, training=training), training=training))
         return {"g_loss": tf.reduce_mean(losses.generator_loss(self.loss_name, d_fake))}
 
     # Steps --------------------------------------------------------------------------------------
@@ -265,13 +280,13 @@ class GAN(GenerativeModel):
         if eps.shape.rank is not None and eps.shape[-1] not in (None, self.latent_dim):
             raise ValueError(f"generate expects noise of shape [B, {self.latent_dim}] "
                              f"(model.latent_dim), got {eps.shape}.")
-        return self.generator(eps, training=False)
+        return self.full_precision(self.generator(eps, training=False))
 
     def critic_outputs(self, x, eps):
         """`(D(x) [B], D(G(eps)) [N])` in inference mode (logits for the cross-entropy
         games)."""
-        return (self.discriminator(x, training=False),
-                self.discriminator(self.generate(eps), training=False))
+        return (self.full_precision(self.discriminator(x, training=False)),
+                self.full_precision(self.discriminator(self.generate(eps), training=False)))
 
     def signatures(self):
         """`generate(eps [B, latent_dim]) -> {"x": [B, *image_shape]}`."""

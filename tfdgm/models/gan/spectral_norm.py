@@ -20,6 +20,12 @@ changes, and `u` is a non-trainable Keras weight (so `save_weights` keeps it) wi
 `aggregation="only_first_replica"`: every replica computes the same `u` from the same mirrored
 `W` and `u`, so the replicas stay consistent.
 
+#### Mixed precision
+
+The power iteration, `sigma` and `W / sigma` are computed in the variables' float32 (the wrapper
+does not autocast its variables), so `u` is stored unrounded; the product with the inputs runs
+in the layer's compute dtype (bfloat16 or float16 under a mixed policy).
+
 #### References
 
 [1]: Takeru Miyato, Toshiki Kataoka, Masanori Koyama and Yuichi Yoshida. Spectral Normalization
@@ -58,7 +64,8 @@ class SpectralNormalization(keras.layers.Layer):
     """
 
     def __init__(self, layer, power_iterations=1, **kwargs):
-        super().__init__(**kwargs)
+        # autocast=False: inside `call` the kernel and `u` are read in float32 (module docstring).
+        super().__init__(autocast=False, **kwargs)
         if not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
             raise TypeError(f"SpectralNormalization wraps Dense or Conv2D layers, got "
                             f"{type(layer).__name__}.")
@@ -101,14 +108,16 @@ class SpectralNormalization(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         layer = self.layer
-        kernel = self.normalized_kernel(training)
+        dtype = layer.compute_dtype
+        inputs = tf.cast(inputs, dtype)
+        kernel = tf.cast(self.normalized_kernel(training), dtype)
         if isinstance(layer, keras.layers.Conv2D):
             outputs = layer.convolution_op(inputs, kernel)
         else:
             outputs = tf.matmul(inputs, kernel) if inputs.shape.rank == 2 else tf.tensordot(
                 inputs, kernel, axes=1)
         if layer.use_bias:
-            outputs = outputs + layer.bias
+            outputs = outputs + tf.cast(layer.bias, dtype)
         return layer.activation(outputs) if layer.activation is not None else outputs
 
     def compute_output_shape(self, input_shape):

@@ -168,7 +168,7 @@ class FlowPosterior(Posterior):
         super().__init__(latent_dim, **kwargs)
         self.num_flows = _positive_int(num_flows, "num_flows")
         self.amortized = bool(amortized)
-        self.base = DiagonalGaussianPosterior(latent_dim, name="base", dtype=self.dtype_policy)
+        self.base = DiagonalGaussianPosterior(latent_dim, name="base", dtype=self.network_policy)
         self._flow_parameter_shapes = []
 
     @classmethod
@@ -204,7 +204,7 @@ class FlowPosterior(Posterior):
         shape = tuple(int(d) for d in shape)
         if self.amortized:
             size = self.num_flows * math.prod(shape)
-            source = keras.layers.Dense(size, name=f"{name}_head", dtype=self.dtype_policy)
+            source = keras.layers.Dense(size, name=f"{name}_head", dtype=self.network_policy)
         else:
             initializer = initializer or keras.initializers.RandomNormal(stddev=_GLOBAL_STDDEV)
             source = self.add_weight(shape=(self.num_flows,) + shape, initializer=initializer,
@@ -213,12 +213,14 @@ class FlowPosterior(Posterior):
         self._flow_parameter_shapes.append((name, shape))
 
     def flow_parameters(self, h):
-        """`{name: [B, K, *shape]}` (amortized) or `{name: [K, *shape]}` (global)."""
+        """`{name: [B, K, *shape]}` (amortized) or `{name: [K, *shape]}` (global), in the
+        layer's full precision (the heads' outputs are cast)."""
         params = {}
         for name, shape in self._flow_parameter_shapes:
             source = getattr(self, f"_{name}_source")
             if self.amortized:
-                params[name] = tf.reshape(source(h), [-1, self.num_flows, *shape])
+                params[name] = tf.reshape(self.full_precision(source(h)),
+                                          [-1, self.num_flows, *shape])
             else:
                 params[name] = tf.convert_to_tensor(source)
         return params
@@ -512,14 +514,17 @@ class IAFPosterior(FlowPosterior):
         self.activation = activation
         self.mades = [MADE(latent_dim, self.hidden_units, activation=activation,
                            input_order="left-to-right" if k % 2 == 0 else "right-to-left",
-                           name=f"made_{k}", dtype=self.dtype_policy)
+                           name=f"made_{k}", dtype=self.network_policy)
                       for k in range(self.num_flows)]
 
     def make_bijectors(self, params, h):
+        # The MADEs compute in the run's policy; the bijectors get (m, s) in full precision.
         if self.context:
-            made_fns = [lambda z, *args, made=made, **kw: made(z, h) for made in self.mades]
+            made_fns = [lambda z, *args, made=made, **kw: self.full_precision(*made(z, h))
+                        for made in self.mades]
         else:
-            made_fns = [lambda z, *args, made=made, **kw: made(z) for made in self.mades]
+            made_fns = [lambda z, *args, made=made, **kw: self.full_precision(*made(z))
+                        for made in self.mades]
         return [tfdgm_bijectors.IAF(made_fn, forget_bias=self.forget_bias)
                 for made_fn in made_fns]
 

@@ -208,7 +208,7 @@ class MAFPrior(FlowPrior):
         self.mades = [
             MADE(latent_dim, self.hidden_units, activation=activation,
                  input_order="left-to-right" if k % 2 == 0 else "right-to-left",
-                 dtype=self.dtype_policy, name=f"made_{k}")
+                 dtype=self.network_policy, name=f"made_{k}")
             for k in range(self.num_flows)]
 
     def build(self, input_shape=None):
@@ -217,8 +217,9 @@ class MAFPrior(FlowPrior):
                 made.build((None, self.latent_dim))
 
     def shift_and_log_scale(self, k, z):
-        """`(m, s)` of layer `k` at `z [..., D]`, with the log-scale soft-clamped."""
-        m, s = self.mades[k](z)
+        """`(m, s)` of layer `k` at `z [..., D]`, with the log-scale soft-clamped (in the
+        prior's full precision, whatever the MADE computes in)."""
+        m, s = self.full_precision(*self.mades[k](z))
         return m, self._bounded(s)
 
     def _layer_normalize(self, k, z):
@@ -272,7 +273,7 @@ class RealNVPPrior(FlowPrior):
         self.num_masked = int(latent_dim) // 2
         self.coupling_nets = [
             CouplingNetwork(latent_dim - self.num_masked, self.hidden_units,
-                            activation=activation, dtype=self.dtype_policy,
+                            activation=activation, dtype=self.network_policy,
                             name=f"coupling_{k}")
             for k in range(self.num_flows)]
 
@@ -283,8 +284,8 @@ class RealNVPPrior(FlowPrior):
 
     def shift_and_log_scale(self, k, z_a):
         """`(t, s)` of layer `k` from its conditioning units `z_a [..., d]`, each
-        `[..., D - d]`, with the log-scale soft-clamped."""
-        t, s = self.coupling_nets[k](z_a)
+        `[..., D - d]`, with the log-scale soft-clamped (in the prior's full precision)."""
+        t, s = self.full_precision(*self.coupling_nets[k](z_a))
         return t, self._bounded(s)
 
     def _split(self, k, z):

@@ -174,7 +174,8 @@ class HierarchicalVAE(VAE):
         log_q2 = pairwise_log_prob(self.posterior, z2, self.encoder(x))                # [N, M]
         features = self._q_z1_features(self._x_features(x)[None], z2[:, None])          # [N, M, H]
         pairs = tf.shape(features)[:2]
-        z1_rows = tf.reshape(z1[:, None, :] + tf.zeros_like(features[..., :1]), [-1, dim])
+        z1_rows = tf.reshape(tf.broadcast_to(z1[:, None, :], tf.concat([pairs, [dim]], 0)),
+                             [-1, dim])
         log_q1 = self.z1_posterior.log_prob(z1_rows, tf.reshape(features, [-1, self.hidden_units]))
         return log_q2 + tf.reshape(log_q1, pairs)
 

@@ -4,6 +4,10 @@ A likelihood is a Keras layer without weights (the decoder makes its parameters)
 emits `params [..., H, W, C * P]` with `P = params_per_pixel`; `log_prob(x, params)` sums over the
 pixels and returns `[...]`; `data_kinds` lists the data it models, checked against the dataset's
 kind before training.
+
+Likelihoods are density layers (`tfdgm.precision.FullPrecision`): under a mixed-precision policy
+the decoder's parameters arrive in the low precision and are cast to float32 before any
+log-probability is computed.
 """
 
 import math
@@ -11,15 +15,18 @@ import math
 import keras
 import tensorflow as tf
 
+from tfdgm.precision import FullPrecision
 from tfdgm.registry import LIKELIHOODS
 
 
-class Likelihood(keras.layers.Layer):
+class Likelihood(FullPrecision, keras.layers.Layer):
     params_per_pixel = 1
     data_kinds = ()
 
     def split(self, params):
-        return tf.split(params, self.params_per_pixel, axis=-1)
+        """The `params_per_pixel` parameter maps `[..., H, W, C]` of `params`, in full
+        precision."""
+        return tf.split(self.full_precision(params), self.params_per_pixel, axis=-1)
 
 
 @LIKELIHOODS.register("bernoulli")
@@ -31,16 +38,19 @@ class BernoulliLikelihood(Likelihood):
     data_kinds = ("binary",)
 
     def log_prob(self, x, params):
-        x = tf.broadcast_to(x, tf.shape(params))
+        (logits,) = self.split(params)
+        x = tf.broadcast_to(self.full_precision(x), tf.shape(logits))
         return -tf.reduce_sum(
-            tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=params), axis=[-3, -2, -1])
+            tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=[-3, -2, -1])
 
     def mean(self, params):
-        return tf.sigmoid(params)
+        (logits,) = self.split(params)
+        return tf.sigmoid(logits)
 
     def sample(self, params, seed):
-        u = tf.random.stateless_uniform(tf.shape(params), seed)
-        return tf.cast(u < tf.sigmoid(params), params.dtype)
+        (logits,) = self.split(params)
+        u = tf.random.stateless_uniform(tf.shape(logits), seed, dtype=logits.dtype)
+        return tf.cast(u < tf.sigmoid(logits), logits.dtype)
 
 
 @LIKELIHOODS.register("discretized_logistic")
@@ -64,6 +74,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     def log_prob(self, x, params):
         mean, log_scale = self.split(params)
+        x = self.full_precision(x)
         inv_scale = tf.exp(-log_scale)
         upper = (x + self.half_bin - mean) * inv_scale
         lower = (x - self.half_bin - mean) * inv_scale
@@ -82,7 +93,8 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     def sample(self, params, seed):
         mean, log_scale = self.split(params)
-        u = tf.random.stateless_uniform(tf.shape(mean), seed, minval=1e-5, maxval=1.0 - 1e-5)
+        u = tf.random.stateless_uniform(tf.shape(mean), seed, minval=1e-5, maxval=1.0 - 1e-5,
+                                        dtype=mean.dtype)
         x = mean + tf.exp(log_scale) * (tf.math.log(u) - tf.math.log1p(-u))
         return tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0) / 255.0
 
@@ -105,7 +117,7 @@ class GaussianLikelihood(Likelihood):
 
     def log_prob(self, x, params):
         mean, log_scale = self.split(params)
-        z = (x - mean) * tf.exp(-log_scale)
+        z = (self.full_precision(x) - mean) * tf.exp(-log_scale)
         return tf.reduce_sum(-0.5 * tf.square(z) - log_scale - 0.5 * math.log(2 * math.pi),
                              axis=[-3, -2, -1])
 
@@ -114,4 +126,5 @@ class GaussianLikelihood(Likelihood):
 
     def sample(self, params, seed):
         mean, log_scale = self.split(params)
-        return mean + tf.exp(log_scale) * tf.random.stateless_normal(tf.shape(mean), seed)
+        return mean + tf.exp(log_scale) * tf.random.stateless_normal(tf.shape(mean), seed,
+                                                                     dtype=mean.dtype)

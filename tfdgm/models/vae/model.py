@@ -19,6 +19,7 @@ from tfdgm.models.base import GenerativeModel, Monitor, Signature, check_tempera
 from tfdgm.models.vae import objectives
 from tfdgm.models.vae.options import VAEEvaluationOptions, VAEOptions
 from tfdgm.models.vae.posteriors import can_reparameterize, has_log_prob, pairwise_log_prob
+from tfdgm.precision import full_precision_dtype
 from tfdgm.registry import DECODERS, ENCODERS, LIKELIHOODS, MODELS, POSTERIORS, PRIORS
 
 COMPONENTS = {
@@ -97,7 +98,7 @@ class VAE(GenerativeModel):
         return list(self.trackers.values())
 
     def build(self, input_shape=None):
-        x = tf.zeros((1,) + self.image_shape, self.compute_dtype)
+        x = tf.zeros((1,) + self.image_shape, full_precision_dtype(self))
         self.reconstruct(x)
         self.log_densities(x, 1, tf.constant([0, 0], tf.int64))
         super().build((None,) + self.image_shape)
@@ -399,9 +400,10 @@ class VAE(GenerativeModel):
             terms = self.bound_terms(x, seed, beta=self.beta)
             loss = tf.reduce_mean(terms["loss"])
             if self.losses:
-                loss += tf.add_n(self.losses)
-            # Keras sums gradients over replicas: scale so N replicas average the global batch.
-            scaled_loss = loss / replicas
+                loss += tf.cast(tf.add_n(self.losses), loss.dtype)
+            # Keras sums gradients over replicas: scale so N replicas average the global batch;
+            # a LossScaleOptimizer (mixed_float16) scales it up here and unscales in `apply`.
+            scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._update_trackers(terms)

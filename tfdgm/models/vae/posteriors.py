@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 
 from tfdgm import random as tfdgm_random
 from tfdgm.errors import ConfigError
+from tfdgm.precision import FullPrecision
 from tfdgm.registry import POSTERIORS
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -42,8 +43,12 @@ class PosteriorSample(NamedTuple):
     kl: Optional[tf.Tensor] = None
 
 
-class Posterior(keras.layers.Layer):
+class Posterior(FullPrecision, keras.layers.Layer):
     """Base class: `call(h [B, F], num_samples, seed [2]) -> PosteriorSample`.
+
+    A density layer (`tfdgm.precision.FullPrecision`): under a mixed-precision policy its heads
+    compute in the low precision and everything from their outputs on (samples, `log_q`, KLs)
+    in float32.
 
     Attributes:
       latent_dim: `D`.
@@ -83,12 +88,13 @@ class DiagonalGaussianPosterior(Posterior):
 
     def __init__(self, latent_dim, **kwargs):
         super().__init__(latent_dim, **kwargs)
-        self.loc_head = keras.layers.Dense(latent_dim, name="loc")
-        self.scale_head = keras.layers.Dense(latent_dim, name="scale")
+        self.loc_head = keras.layers.Dense(latent_dim, name="loc", dtype=self.network_policy)
+        self.scale_head = keras.layers.Dense(latent_dim, name="scale", dtype=self.network_policy)
 
     def loc_and_scale(self, h):
         """Returns `mu [B, D]` and `sigma [B, D]`."""
-        return self.loc_head(h), positive_scale(self.scale_head(h))
+        loc, raw_scale = self.full_precision(self.loc_head(h), self.scale_head(h))
+        return loc, positive_scale(raw_scale)
 
     def log_prob(self, z, h):
         """`log q(z | x)` for any `z [..., B, D]` (used by ELBO surgery)."""
@@ -119,19 +125,20 @@ class FullCovarianceGaussianPosterior(Posterior):
 
     def __init__(self, latent_dim, **kwargs):
         super().__init__(latent_dim, **kwargs)
-        self.loc_head = keras.layers.Dense(latent_dim, name="loc")
-        self.scale_head = keras.layers.Dense(latent_dim, name="scale")
+        self.loc_head = keras.layers.Dense(latent_dim, name="loc", dtype=self.network_policy)
+        self.scale_head = keras.layers.Dense(latent_dim, name="scale", dtype=self.network_policy)
         self.lower_head = keras.layers.Dense(latent_dim * (latent_dim - 1) // 2, name="lower",
-                                             kernel_initializer="zeros")
+                                             kernel_initializer="zeros",
+                                             dtype=self.network_policy)
 
     def loc_and_cholesky(self, h):
         """Returns `mu [B, D]`, `sigma [B, D]` and the lower-triangular `L [B, D, D]`."""
-        loc = self.loc_head(h)
-        scale = positive_scale(self.scale_head(h))
+        loc, raw_scale, lower = self.full_precision(self.loc_head(h), self.scale_head(h),
+                                                    self.lower_head(h))
+        scale = positive_scale(raw_scale)
         # D(D-1)/2 entries fill a (D-1)x(D-1) lower triangle; padding a zero row on top and a zero
         # column on the right places it strictly below the diagonal of a DxD matrix.
-        strictly_lower = tf.pad(tfp.math.fill_triangular(self.lower_head(h)),
-                                [[0, 0], [1, 0], [0, 1]])
+        strictly_lower = tf.pad(tfp.math.fill_triangular(lower), [[0, 0], [1, 0], [0, 1]])
         return loc, scale, tf.linalg.set_diag(strictly_lower, scale)
 
     def log_prob(self, z, h):

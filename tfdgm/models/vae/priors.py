@@ -12,11 +12,16 @@ import keras
 import tensorflow as tf
 
 from tfdgm.models.vae.posteriors import standard_normal_log_prob
+from tfdgm.precision import FullPrecision
 from tfdgm.registry import PRIORS
 
 
-class Prior(keras.layers.Layer):
+class Prior(FullPrecision, keras.layers.Layer):
     """Base class of priors; see the module docstring for the contract.
+
+    A density layer (`tfdgm.precision.FullPrecision`): `log_prob` and `generate` are computed
+    in float32 under a mixed-precision policy; the networks a prior owns (flow conditioners)
+    take the run's policy.
 
     Attributes:
       geometry: `"euclidean"` or `"sphere"`, matched against the posterior's.

@@ -104,13 +104,18 @@ class SphericalPosterior(Posterior):
     def __init__(self, latent_dim, **kwargs):
         _check_sphere_dimension(latent_dim, self.distribution_name)
         super().__init__(latent_dim, **kwargs)
-        self.direction_head = keras.layers.Dense(latent_dim, name="direction")
-        self.concentration_head = keras.layers.Dense(1, name="concentration")
+        self.direction_head = keras.layers.Dense(latent_dim, name="direction",
+                                                 dtype=self.network_policy)
+        self.concentration_head = keras.layers.Dense(1, name="concentration",
+                                                     dtype=self.network_policy)
 
     def direction_and_concentration(self, h):
-        """Returns `mu [B, D]` (unit vectors) and `kappa [B]` (>= 1)."""
-        mean_direction = tf.math.l2_normalize(self.direction_head(h), axis=-1)
-        concentration = tf.nn.softplus(self.concentration_head(h))[..., 0] + 1.0
+        """Returns `mu [B, D]` (unit vectors) and `kappa [B]` (>= 1), in the layer's full
+        precision (float32 under a mixed policy: the Bessel functions of the vMF need it)."""
+        direction, concentration = self.full_precision(self.direction_head(h),
+                                                       self.concentration_head(h))
+        mean_direction = tf.math.l2_normalize(direction, axis=-1)
+        concentration = tf.nn.softplus(concentration)[..., 0] + 1.0
         return mean_direction, concentration
 
     def make_distribution(self, mean_direction, concentration):
