@@ -69,15 +69,16 @@ FALLBACK = ["data.name=mnist5k", "data.binarize=dynamic"]
 
 # Shared by the bench scripts of issue 12 (bench_steps.py and bench_command.py import these). ---
 
-def machine():
-    """What the figures were measured on."""
+def machine(load_at_start):
+    """What the figures were measured on (`load_at_start`: the 1-minute load average when the
+    measurement began)."""
     return {
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
         "python": platform.python_version(), "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "devices": [d.name for d in tf.config.list_logical_devices()],
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "load_average_1m_at_start": round(load_at_start, 2),
     }
 
 
@@ -271,6 +272,7 @@ def measure(config_path, overrides, bare_step, paths, rounds, fit_epochs):
     """Times `paths` (names of `PATHS`; `library_default` and `bare` always) of the config at
     `config_path` with `overrides`: one warm-up epoch each, then `rounds` alternated rounds.
     `bare_step(model, config, jit_compile) -> step(x, seed)`. Returns the figures (a dict)."""
+    load_at_start = os.getloadavg()[0]
     names = ["library_default"] + [p for p in paths if p in LIBRARY_VARIANTS
                                    and p != "library_default"]
     with tempfile.TemporaryDirectory() as scratch:
@@ -303,7 +305,7 @@ def measure(config_path, overrides, bare_step, paths, rounds, fit_epochs):
         "fit_call_overhead_seconds": {
             name: float(np.median(path.fit_call_overhead)) for name, path in library.items()
             if path.fit_call_overhead},
-        "machine": machine(),
+        "machine": machine(load_at_start),
     }
 
 
