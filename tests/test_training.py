@@ -167,18 +167,25 @@ class _Poison(keras.callbacks.Callback):
             kernel.assign(tf.fill(kernel.shape, float("nan")))
 
 
-def test_nan_stops_training_naming_step_and_term_and_keeps_the_checkpoint(tmp_path):
+def test_nan_stops_training_naming_epoch_and_term_and_keeps_the_checkpoint(tmp_path):
+    """The guard checks the epoch's means at its end (no per-batch host work): it stops before
+    the checkpointer writes anything from the NaN state."""
     from tfdgm.testing.models import random_images, small_vae
     model = small_vae()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     state = cb.RunState()
-    callbacks = [cb.NonFiniteGuard(str(tmp_path), model.watched_terms), _Poison(epoch=1, batch=2),
+    guard = cb.NonFiniteGuard(str(tmp_path), model.watched_terms)
+    callbacks = [guard, _Poison(epoch=1, batch=2),
                  cb.RunCheckpointer(str(tmp_path), state, patience=10, monitor=model.monitor)]
+    for callback in (guard, callbacks[2], cb.StartupTimer(state, 0.0)):  # no batch hooks
+        for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_end"):
+            assert getattr(type(callback), hook) is getattr(keras.callbacks.Callback, hook)
     images = random_images(128)
     with pytest.raises(NonFiniteLossError) as error:
         model.fit(images, batch_size=32, epochs=3, callbacks=callbacks, verbose=0)
     message = str(error.value)
-    assert "step 7 (epoch 2, batch 3)" in message and "'reconstruction' term" in message
+    assert "after epoch 2 (optimizer steps 5 to 8)" in message
+    assert "'reconstruction' term" in message
     assert "checkpoint" in message and "intact" in message
     assert state.epochs_done == 1
     restored = small_vae()

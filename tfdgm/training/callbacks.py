@@ -51,7 +51,8 @@ class RunState:
       warnings: what went wrong without stopping the run (a diverged validation quantity);
         printed at the end and written to `metrics.json`.
       startup_seconds: seconds from the start of the process that last trained the run to its
-        first training step.
+        first training step; `preparation_seconds` the part of them after the trainer was
+        called (the rest is imports and whatever the caller did first).
     """
     epochs_done: int = 0
     best_value: Optional[float] = None
@@ -62,6 +63,7 @@ class RunState:
     initial_value: Optional[float] = None
     warnings: List[str] = dataclasses.field(default_factory=list)
     startup_seconds: Optional[float] = None
+    preparation_seconds: Optional[float] = None
 
     @classmethod
     def load(cls, checkpoint_dir: str) -> Optional["RunState"]:
@@ -257,22 +259,29 @@ def lower_learning_rate_advice(model) -> str:
 
 
 class StartupTimer(keras.callbacks.Callback):
-    """Records `state.startup_seconds`: from `process_start` (a `time.time()`, e.g.
-    `process_start_time()`) to the first training step of this process, and prints it."""
+    """Records, at the first training step of this process, `state.startup_seconds` (since
+    `process_start`, a `time.time()` such as `process_start_time()`: imports included) and
+    `state.preparation_seconds` (since `call_start`, when the trainer was called: data, model,
+    compilation probe, first validation), and prints them."""
 
-    def __init__(self, state: "RunState", process_start: float, verbose: bool = True):
+    def __init__(self, state: "RunState", process_start: float,
+                 call_start: Optional[float] = None, verbose: bool = True):
         super().__init__()
         self.state, self.process_start, self.verbose = state, process_start, verbose
+        self.call_start = process_start if call_start is None else call_start
         self._done = False
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._done:
             return
         self._done = True
-        self.state.startup_seconds = time.time() - self.process_start
+        now = time.time()
+        self.state.startup_seconds = now - self.process_start
+        self.state.preparation_seconds = now - self.call_start
         if self.verbose:
             print(f"First training step {self.state.startup_seconds:.1f} s after the process "
-                  f"started (imports, data, model, compilation probe, first validation).")
+                  f"started ({self.state.preparation_seconds:.1f} s of them preparing the run: "
+                  f"data, model, XLA probe, first validation).")
 
 
 def process_start_time() -> float:
@@ -315,9 +324,19 @@ class RunCheckpointer(keras.callbacks.Callback):
         self.patience, self.monitor = patience, monitor
         self.write = write
         self._epoch_start = time.time()
+        self._pending = []  # printed once the progress bar has finished its line
+
+    def _print_pending(self):
+        for message in self._pending:
+            print(f"WARNING: {message}")
+        self._pending = []
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending()
         self._epoch_start = time.time()
+
+    def on_train_end(self, logs=None):
+        self._print_pending()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -342,7 +361,7 @@ class RunCheckpointer(keras.callbacks.Callback):
                     message = divergence_warning(
                         self.monitor, value, reference, epoch + 1,
                         f"; lower the learning rate ({lower_learning_rate_advice(self.model)})")
-                    print(f"WARNING: {message}")
+                    self._pending.append(message)
                     if not any(w.startswith(f"validation {self.monitor.name} ")
                                for w in state.warnings):
                         state.warnings.append(message)

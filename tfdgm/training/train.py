@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from typing import Any, Dict, Optional
 
 import keras
@@ -215,6 +216,7 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     `config` is a resolved config (`tfdgm.experiment.load_config`); the model family it names
     supplies everything family-specific through the contract of `tfdgm.models.base`.
     """
+    call_start = time.time()
     process_start = cb.process_start_time()
     strategy = strategy or make_strategy(config.distribute.strategy)
     chief = is_chief(strategy)
@@ -224,10 +226,10 @@ def train_and_evaluate(config: config_lib.Config, run_dir: str,
     _make_run_directory(run)
     lock = RunLock(run_dir) if chief else contextlib.nullcontext()
     with lock:
-        return _train_and_evaluate(config, run, strategy, chief, process_start)
+        return _train_and_evaluate(config, run, strategy, chief, process_start, call_start)
 
 
-def _train_and_evaluate(config, run, strategy, chief, process_start):
+def _train_and_evaluate(config, run, strategy, chief, process_start, call_start):
     if chief:  # atomically: the other workers of a cluster read it at their start
         cb.write_atomically(run.config, lambda tmp: config_lib.dump(config, tmp))
     state = cb.RunState.load(run.checkpoints) if os.path.exists(run.checkpoint("last")) else None
@@ -274,7 +276,7 @@ def _train_and_evaluate(config, run, strategy, chief, process_start):
             cb.NonFiniteGuard(run.checkpoints, model.watched_terms),
             cb.RunCheckpointer(run.checkpoints, state, config.training.patience,
                                monitor=model.monitor, write=chief),
-            cb.StartupTimer(state, process_start, verbose=chief),
+            cb.StartupTimer(state, process_start, call_start, verbose=chief),
         ] + ([logger] if logger else [])
         fit(model, strategy, datasets, config, callbacks, initial_epoch=state.epochs_done)
         for warning in run_warnings(model, state):
@@ -385,7 +387,8 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
     `evaluation.sample_quality_samples` > 0); writes `metrics.json` and the image grids.
 
     With the run's `state`, the metrics also hold its training record (epochs, best epoch,
-    seconds, `startup_seconds`) and its `warnings`; with `decision`, which steps ran under XLA.
+    seconds, `startup_seconds`) and, when it has any, its `warnings` (a list of sentences);
+    with `decision`, which steps ran under XLA.
     """
     with (strategy or tf.distribute.get_strategy()).scope():
         restore(model, run.checkpoint("best"))
@@ -398,9 +401,12 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
         metrics.update(epochs_trained=state.epochs_done, best_epoch=state.best_epoch,
                        stopped_early=state.stopped_early,
                        train_seconds=float(sum(h["seconds"] for h in state.history)))
-        if state.startup_seconds is not None:
-            metrics["startup_seconds"] = float(state.startup_seconds)
-        metrics["warnings"] = run_warnings(model, state)
+        for key in ("startup_seconds", "preparation_seconds"):
+            if getattr(state, key) is not None:
+                metrics[key] = float(getattr(state, key))
+        warnings = run_warnings(model, state)
+        if warnings:
+            metrics["warnings"] = warnings
     if decision is not None:
         metrics.update(xla_training_step=decision.train, xla_evaluation_step=decision.test)
     if write:  # the grids first: metrics.json marks a finished run, so it comes last
