@@ -24,7 +24,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     * `auto`: `MirroredStrategy` over every visible GPU when there are two or more, else
       `OneDeviceStrategy` on the GPU or the CPU.
     * `one_device`: the first GPU, else the CPU.
-    * `mirrored`: `MirroredStrategy` over all visible GPUs (or all logical CPUs when there is no GPU).
+    * `mirrored`: `MirroredStrategy` over all visible GPUs (or all logical CPUs when there is
+      no GPU). XLA does not compile its steps (`tfdgm.training.xla`).
     * `multi_worker`: `MultiWorkerMirroredStrategy`, cluster from the `TF_CONFIG` variable.
     """
     if name == "multi_worker":  # first: listing devices would configure the runtime
