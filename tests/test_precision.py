@@ -272,3 +272,26 @@ def test_restore_sets_the_clipnorm_a_resumption_asks_for_under_loss_scaling(tmp_
     inner = model.optimizer.inner_optimizer
     assert float(inner.learning_rate) == pytest.approx(1e-4)
     assert inner.clipnorm == 1.0
+
+
+# Export -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ("vae", "glow"))
+def test_a_mixed_precision_model_exports_as_float32_with_tflite_parity(family, tmp_path):
+    """`export` serves a float32 copy (TFLite has no bfloat16 matrix products): the SavedModel
+    and the TFLite file verify against the copy, whose outputs match the bfloat16 model's."""
+    from tfdgm.export import export_model
+
+    config = config_of(family, "mixed_bfloat16")
+    _, model = twins(family, "mixed_bfloat16", images(family))
+    copy = experiment.float32_copy(config, model, dataset_info(config.data))
+    assert all(v.dtype == "float32" for v in float_variables(copy))
+    for name, signature in copy.signatures().items():
+        inputs = signature.example_inputs(np.random.default_rng(0), 2)
+        want = model.signatures()[name].fn(**inputs)
+        got = signature.fn(**inputs)
+        for key in got:
+            np.testing.assert_allclose(np.asarray(got[key], np.float32),
+                                       np.asarray(want[key], np.float32), rtol=0.05, atol=0.05)
+    exported = export_model(copy, str(tmp_path / "export"), family, version=1)
+    assert exported.tflite is not None and (tmp_path / "export" / f"{family}-1.tflite").exists()

@@ -198,9 +198,12 @@ def main(argv=None) -> int:
             save_png(tile(samples), out)
             print(f"Wrote {args.num} samples (temperature {temperature:g}) to {out}")
         elif args.command == "export":
+            from tfdgm.data import dataset_info
+            from tfdgm.experiment import float32_copy
             from tfdgm.export import export_model, resolve_version, serving_instructions
 
             config, run, model = _load_run(args)
+            model = float32_copy(config, model, dataset_info(config.data))
             base = args.base_dir or config.export.base_dir
             version = resolve_version(
                 args.version if args.version is not None else config.export.version,

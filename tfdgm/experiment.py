@@ -112,4 +112,17 @@ def build_model(config: Config, info):
     return model
 
 
-__all__ = ["build_model", "from_dict", "load_config", "model_class", "resolve"]
+def float32_copy(config: Config, model, info):
+    """`model` (built from `config` under any `training.precision`) rebuilt in float32 with the
+    same weights: what export serves, since TFLite's builtin kernels have no bfloat16 matrix
+    products and TF Serving's CPUs gain nothing from them. `model` itself if it is float32."""
+    if config.training.precision == "float32":
+        return model
+    full = dataclasses.replace(
+        config, training=dataclasses.replace(config.training, precision="float32"))
+    copy = build_model(full, info)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+__all__ = ["build_model", "float32_copy", "from_dict", "load_config", "model_class", "resolve"]
