@@ -41,7 +41,6 @@ from tfdgm.precision import with_loss_scaling
 from tfdgm.training import callbacks as cb
 from tfdgm.training import xla
 from tfdgm.training.strategy import is_chief, make_strategy
-from tfdgm.training.tensorboard import TensorBoardLogger
 
 # Keys that may change between a run and its resumption (a lower learning rate or a clipnorm is
 # what the NaN guard advises: the new values replace those of the restored optimizer state).
@@ -262,11 +261,14 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start)
                                   _probe_batches(datasets, config))
         if fresh and model.monitor is not None and not multi_worker:
             state.initial_value = _initial_value(model, datasets)
-        for line in banner(config, run, datasets, model, strategy, decision, state):
-            print(line)
+        if chief:
+            for line in banner(config, run, datasets, model, strategy, decision, state):
+                print(line)
 
     logger = None
     if chief:  # only the chief writes TensorBoard events
+        from tfdgm.training.tensorboard import TensorBoardLogger  # not needed by other commands
+
         logger = TensorBoardLogger(run.logs, datasets.images("validation", 64), config.to_dict(),
                                    global_batch_size=config.data.batch_size,
                                    image_every=config.training.image_every_epochs,
