@@ -26,6 +26,9 @@ seconds (process start to the end of the first training step: for the command, t
 the first progress-bar update "1/N" on its unbuffered stdout, and its own `startup_seconds` from
 `metrics.json` / `state.json` when the library records one; for the bare script, its line printed
 after the first step) and peak resident memory (`ru_maxrss` of that child, from `os.wait4`).
+`timeline_seconds_median` gives when marker lines of each process's output arrived (the command's
+banner "Run ...", each "Epoch k/", "Wrote ..." after the test evaluation; the bare script's
+first step and epoch lines), so the wall time splits into start-up, epochs and evaluation.
 Goal of issue 12: command / bare wall time <= 1.2. Prints one JSON line (`--out`: also to a file).
 """
 
@@ -43,6 +46,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIRST_STEP_MARKER = "bare: first training step done"
+TRAINING_BEGINS_MARKER = "bare: training begins"
 PROGRESS_1 = re.compile(rb"\r(?:\x1b\[[0-9;]*m)*\s*1/\d+")
 
 
@@ -146,6 +150,7 @@ def bare_child(spec):
         return float(total) / count
 
     history, best, first = [], None, True
+    print(TRAINING_BEGINS_MARKER, flush=True)
     for epoch in range(spec["epochs"]):
         start = time.perf_counter()
         beta.assign(min(1., epoch / spec["warmup_epochs"]) if spec["warmup_epochs"] else 1.)
@@ -217,21 +222,33 @@ def command_startup_from_output(run):
     return arrival(run, match.start()) if match else None
 
 
+def timeline(run, markers):
+    """`{marker: seconds after start}` of the first arrival of each byte string in `markers`
+    (None where absent), and `exit`."""
+    times = {}
+    for marker in markers:
+        offset = run["output"].find(marker.encode())
+        times[marker] = arrival(run, offset) if offset >= 0 else None
+    times["exit"] = run["wall"]
+    return times
+
+
 def bare_startup_from_output(run):
     offset = run["output"].find(FIRST_STEP_MARKER.encode())
     return arrival(run, offset) if offset >= 0 else None
 
 
-def recorded_startup(run_dir):
-    """The run's own `startup_seconds` (metrics.json, else state.json), if it records one."""
-    for path in ("metrics.json", os.path.join("checkpoints", "state.json")):
+def recorded_startup(run_dir, key="startup_seconds"):
+    """The run's own `startup_seconds` (process start to the first epoch's start) or
+    `preparation_seconds` (state.json, else metrics.json), if it records one."""
+    for path in (os.path.join("checkpoints", "state.json"), "metrics.json"):
         try:
             with open(os.path.join(run_dir, path)) as f:
                 record = json.load(f)
         except (OSError, ValueError):
             continue
-        if "startup_seconds" in record:
-            return float(record["startup_seconds"])
+        if record.get(key) is not None:
+            return float(record[key])
     return None
 
 
@@ -315,7 +332,11 @@ def main():
             return {"wall": run["wall"], "peak_rss_mib": run["peak_rss_mib"],
                     "startup_from_output": command_startup_from_output(run),
                     "startup_seconds_recorded": recorded_startup(run_dir),
+                    "preparation_seconds_recorded": recorded_startup(run_dir,
+                                                                     "preparation_seconds"),
                     "epoch_seconds": [h["seconds"] for h in state["history"]],
+                    "timeline": timeline(run, ["Run ", *(f"Epoch {e + 1}/" for e in
+                                                         range(args.epochs)), "Wrote "]),
                     "test_elbo": metrics.get("test_elbo"), "command": command}
 
         def bare_run(index):
@@ -325,6 +346,8 @@ def main():
             return {"wall": run["wall"], "peak_rss_mib": run["peak_rss_mib"],
                     "startup_from_output": bare_startup_from_output(run),
                     "epoch_seconds": [h["seconds"] for h in bare["history"]],
+                    "timeline": timeline(run, [TRAINING_BEGINS_MARKER, FIRST_STEP_MARKER,
+                                               *(f"epoch {e + 1}:" for e in range(args.epochs))]),
                     "test_elbo": bare["test_elbo"], "tensorflow": bare["tensorflow"],
                     "keras": bare["keras"]}
 
@@ -354,10 +377,18 @@ def main():
                                         for name in results},
         "startup_seconds_recorded_by_run": median_spread(
             column("command", "startup_seconds_recorded")),
+        "preparation_seconds_recorded_by_run": median_spread(
+            column("command", "preparation_seconds_recorded")),
         "peak_rss_mib": {name: median_spread(column(name, "peak_rss_mib")) for name in results},
         "epoch_seconds_median": {name: statistics.median(
             s for run in results[name] for s in run["epoch_seconds"]) for name in results},
         "test_elbo": {name: column(name, "test_elbo") for name in results},
+        "timeline_seconds_median": {name: {
+            marker: statistics.median(t[marker] for t in column(name, "timeline")
+                                      if t[marker] is not None)
+            for marker in results[name][0]["timeline"]
+            if any(t[marker] is not None for t in column(name, "timeline"))}
+            for name in results},
         "warmup_round_wall_seconds": {name: warmup[name]["wall"] for name in warmup},
         "goal": "command / bare wall time <= 1.2",
         "machine": {"platform": platform.platform(),
