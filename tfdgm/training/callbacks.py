@@ -384,7 +384,31 @@ class RunCheckpointer(keras.callbacks.Callback):
             state.stopped_early = True
             self.model.stop_training = True
         if self.write:
-            if improved:
-                save_weights_atomically(self.model, os.path.join(self.checkpoint_dir, BEST))
-            save_weights_atomically(self.model, os.path.join(self.checkpoint_dir, LAST), state)
+            save_checkpoints(self.model, self.checkpoint_dir, state, best=improved)
             state.save(self.checkpoint_dir)  # a readable copy; the weights file's is the authority
+
+
+def save_checkpoints(model: keras.Model, checkpoint_dir: str, state: RunState, best: bool):
+    """Writes `last.weights.h5` (weights, optimizer states, `state`) and, with `best`, the same
+    file as `best.weights.h5`: serialized once, the best a hard link of it (a copy where the
+    file system has no links), each renamed into place atomically, the best first (a kill
+    between the two renames leaves the previous `last`, whose rerun rewrites the same best)."""
+    last = os.path.join(checkpoint_dir, LAST)
+    staged = os.path.join(checkpoint_dir, f".tmp.{LAST}")
+    model.save_weights(staged)
+    import h5py
+
+    with h5py.File(staged, "a") as f:
+        f.attrs[STATE_ATTRIBUTE] = state.to_json()
+    if best:
+        staged_best = os.path.join(checkpoint_dir, f".tmp.{BEST}")
+        if os.path.exists(staged_best):
+            os.remove(staged_best)
+        try:
+            os.link(staged, staged_best)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(staged, staged_best)
+        os.replace(staged_best, os.path.join(checkpoint_dir, BEST))
+    os.replace(staged, last)
