@@ -257,9 +257,6 @@ def test_loss_scale_state_round_trips_through_the_checkpoint(tmp_path):
         config.optimizer.learning_rate)
 
 
-@pytest.mark.xfail(strict=True, reason="training.train.restore sets clipnorm on the "
-                   "LossScaleOptimizer wrapper, which does not forward it to the optimizer that "
-                   "clips (fix: tfdgm.optimizers.unwrap(optimizer).clipnorm = ...)")
 def test_restore_sets_the_clipnorm_a_resumption_asks_for_under_loss_scaling(tmp_path):
     config = config_of("vae", "mixed_float16")
     model = build(config)

@@ -250,9 +250,11 @@ def divergence_warning(monitor, value, reference, epoch, advice="") -> str:
 
 
 def lower_learning_rate_advice(model) -> str:
-    """`--set optimizer.learning_rate=...` (per role) at a tenth of the current rates."""
-    rates = {role: float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-             for role, optimizer in model.optimizers.items()}
+    """`--set optimizer.learning_rate=...` (per role) at a tenth of the current base rates (of
+    a schedule, its `r`: the config value)."""
+    from tfdgm.optimizers import base_learning_rate
+
+    rates = {role: base_learning_rate(optimizer) for role, optimizer in model.optimizers.items()}
     keys = (["optimizer"] if len(rates) == 1 else [f"optimizer.{role}" for role in rates])
     return " ".join(f"--set {key}.learning_rate={rate / 10:g}"
                     for key, rate in zip(keys, rates.values()))

@@ -36,7 +36,7 @@ from tfdgm import experiment
 from tfdgm.data import load_datasets
 from tfdgm.errors import ConfigError, DataError
 from tfdgm.evaluation import save_png
-from tfdgm.optimizers import make_optimizers
+from tfdgm.optimizers import make_optimizers, unwrap
 from tfdgm.precision import with_loss_scaling
 from tfdgm.training import callbacks as cb
 from tfdgm.training import xla
@@ -55,10 +55,12 @@ def _resumable(key: str, allowed=RESUMABLE_CHANGES) -> bool:
         return True
     return key.startswith("optimizer.") and key.rsplit(".", 1)[-1] in RESUMABLE_OPTIMIZER_KEYS
 
-def run_optimizers(model, config: config_lib.Config):
-    """`{role: optimizer}` of a resolved config: its `optimizer` section, with loss scaling
-    under `training.precision: mixed_float16`."""
-    return with_loss_scaling(make_optimizers(model, config.optimizer), config.training.precision)
+
+def run_optimizers(model, config: config_lib.Config, steps_per_epoch: Optional[int] = None):
+    """`{role: optimizer}` of a resolved config: its `optimizer` section (schedules in epochs
+    need `steps_per_epoch`), with loss scaling under `training.precision: mixed_float16`."""
+    return with_loss_scaling(make_optimizers(model, config.optimizer, steps_per_epoch),
+                             config.training.precision)
 
 
 def _flat(tree, prefix=""):
@@ -166,7 +168,7 @@ def restore(model: keras.Model, path: str, optimizer_config=None) -> None:
                  else {role: optimizer_config for role in model.optimizer_roles})
         for role, optimizer in model.optimizers.items():
             optimizer.learning_rate = roles[role].learning_rate
-            optimizer.clipnorm = roles[role].clipnorm
+            unwrap(optimizer).clipnorm = roles[role].clipnorm  # the optimizer that clips
 
 
 def load_training_datasets(config, first_epoch: int):
@@ -244,7 +246,9 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)  # the same config, the same initial weights
         model = experiment.build_model(config, datasets.info)
-        model.compile_for_training(run_optimizers(model, config), jit_compile=False)
+        steps_per_epoch = config.training.steps_per_epoch or datasets.steps_per_epoch
+        model.compile_for_training(run_optimizers(model, config, steps_per_epoch),
+                                   jit_compile=False)
         if state is not None:
             restore(model, run.checkpoint("last"), config.optimizer)
             if not finished:
