@@ -5,6 +5,8 @@ error (exit 2, no traceback) for bad input."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -186,3 +188,20 @@ def test_bad_input_catalogue_exits_2_with_one_clear_message(two_epoch_run, tmp_p
         assert code == 2, (args, stderr[-2000:])
         assert message in stderr, (args, stderr[-2000:])
         assert stderr.count("error:") == 1, (args, stderr)
+
+
+def test_an_unusable_tfds_folder_is_named_with_the_fix(tmp_path):
+    """TFDS prepares datasets under `$TFDS_DATA_DIR` (read when TFDS is imported, hence a fresh
+    process): one that cannot be created (its parent is a file) stops with exit 2 and says how
+    to choose another, not with a traceback."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    env = {**os.environ, "TFDS_DATA_DIR": str(a_file / "tfds")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tfdgm", "train", "--config", str(config), "--run-dir",
+         str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "set TFDS_DATA_DIR to a writable folder" in result.stderr, result.stderr[-2000:]

@@ -129,6 +129,16 @@ class DatasetSpec:
                 if not builder.data_path.exists():
                     raise
                 builder = self.builder(tfds_data_dir)
+            except OSError as error:
+                root = os.path.expanduser(tfds_data_dir or os.environ.get("TFDS_DATA_DIR")
+                                          or "~/tensorflow_datasets")
+                where = str(error.filename or "")
+                if not where or not (where.startswith(root) or root.startswith(where)):
+                    raise
+                raise DataError(
+                    f"cannot prepare dataset '{self.name}' in the TFDS folder {root} "
+                    f"({error.strerror}: {where}); set TFDS_DATA_DIR to a writable folder "
+                    f"(default ~/tensorflow_datasets).") from None
         return builder
 
     def _download_and_prepare(self, builder: tfds.core.DatasetBuilder) -> None:
