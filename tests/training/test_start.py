@@ -35,7 +35,9 @@ def test_the_banner_and_the_startup_time_before_training(tmp_path, capsys):
     model = [line for line in lines if line.startswith("  model       vae: ")]
     assert model and "trainable parameters" in model[0]
     assert any(line.startswith("  strategy    OneDeviceStrategy, 1 replica (") for line in lines)
-    assert "  compilation XLA: on (training and evaluation steps compiled)" in lines
+    assert ("  compilation XLA: off, the run has 4 training steps, too few to repay XLA's "
+            "compilation (auto compiles runs of 1000 or more; training.jit_compile: true "
+            "compiles anyway)") in lines
     assert "  precision   float32" in lines
     assert f"  tensorboard tensorboard --logdir {os.path.join(run_dir, 'logs')}" in lines
     assert any(line.startswith("  monitor     validation elbo (max) before training: -5")

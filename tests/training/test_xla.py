@@ -157,7 +157,7 @@ def mirrored():
 
 TINY_RUN = {"name": "xla_run", "data": {**BINARY, "max_examples": 200},
             "model": {"name": "vae", **MLP, "objective": {"warmup_epochs": 0}},
-            "training": {"epochs": 1},
+            "training": {"epochs": 1},  # 10 steps: rule 2 comes after the strategy's
             "evaluation": {"nll_samples": 0, "surgery_examples": 0}}
 
 
@@ -189,6 +189,25 @@ def test_von_mises_fisher_model_trains_with_xla_under_auto(capsys):
     history = model.fit(datasets.train, steps_per_epoch=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     assert model.optimizer.iterations.numpy() == 2
+
+
+def test_short_runs_are_not_compiled_and_a_resumption_keeps_its_start_s_decision():
+    strategy = one_device()
+    model, datasets, _ = built(FAMILIES["vae_gaussian"][0], strategy)
+    with strategy.scope():
+        short = xla.select(model, strategy, "auto", datasets.train, datasets.validation,
+                           run_steps=xla.MIN_STEPS - 1)
+        assert not short.train and "too few to repay" in short.describe()
+        assert model.jit_compile is False
+        kept = xla.select(model, strategy, "auto", datasets.train, datasets.validation,
+                          run_steps=10, previous={"train": True, "test": True, "reason": ""})
+        assert kept.train and kept.test and model.jit_compile is True
+        kept_off = xla.select(model, strategy, "auto", datasets.train, datasets.validation,
+                              run_steps=10 ** 6, previous=short.record())
+        assert not kept_off.train and "decided at the run's start" in kept_off.describe()
+        forced = xla.select(model, strategy, True, datasets.train, datasets.validation,
+                            run_steps=10)
+    assert forced.train and forced.test
 
 
 def _evaluations(model, data, jit, repeats):

@@ -53,6 +53,8 @@ class RunState:
       startup_seconds: seconds from the start of the process that last trained the run to its
         first training step; `preparation_seconds` the part of them after the trainer was
         called (the rest is imports and whatever the caller did first).
+      xla: the XLA decision of the run's start (`tfdgm.training.xla.JitDecision.record()`),
+        which its resumptions keep under `training.jit_compile: auto`.
     """
     epochs_done: int = 0
     best_value: Optional[float] = None
@@ -64,6 +66,7 @@ class RunState:
     warnings: List[str] = dataclasses.field(default_factory=list)
     startup_seconds: Optional[float] = None
     preparation_seconds: Optional[float] = None
+    xla: Optional[Dict] = None
 
     @classmethod
     def load(cls, checkpoint_dir: str) -> Optional["RunState"]:

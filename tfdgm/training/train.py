@@ -260,9 +260,12 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start)
 
     decision = None
     if not finished:
+        steps = config.training.steps_per_epoch or datasets.steps_per_epoch
         with strategy.scope():
             decision = xla.select(model, strategy, config.training.jit_compile, datasets.train,
-                                  _probe_batches(datasets, config))
+                                  _probe_batches(datasets, config),
+                                  run_steps=config.training.epochs * steps, previous=state.xla)
+        state.xla = decision.record()
         if fresh and model.monitor is not None and not multi_worker:
             state.initial_value = _initial_value(model, datasets)
         if chief:

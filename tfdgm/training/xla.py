@@ -1,23 +1,27 @@
 """`training.jit_compile`: whether a run's training and evaluation steps are compiled with XLA.
 
-`auto` (the default) decides once, before the first step, from the steps themselves:
+`auto` (the default) decides once, at the start of a run (a resumed run keeps the decision of
+its start), from the strategy, the run's length and the steps themselves:
 
 1. XLA compiles a step for one device: under a strategy of several replicas (`MirroredStrategy`
    over 2 GPUs, the multi-worker loop) the steps stay plain `tf.function`s (Keras's replica step
    reads variables on other devices, and the gradient all-reduce runs inside it).
-2. Each step (`strategy.run(model.train_step)`, and `test_step`) is traced on a real first
+2. Compilation takes seconds to a minute and saves milliseconds a step: a run of fewer than
+   `MIN_STEPS` training steps in all (`training.epochs` times the steps of an epoch) is not
+   compiled (smoke tests, tiny runs).
+3. Each step (`strategy.run(model.train_step)`, and `test_step`) is traced on a real first
    batch and lowered to HLO with `experimental_get_compiler_ir(...)(stage="hlo")` on the
    strategy's device: that converts every op or fails naming the ops XLA has no kernel for
    (`StatelessRandomGammaV3`, say), and it executes nothing, so weights, optimizer slots,
    counters and random streams are exactly what they were (a resumed run still ends where an
    uninterrupted one does). A step that does not convert is run without XLA.
-3. On a CPU, a step with convolutions stays without XLA: XLA's CPU backend has no oneDNN
+4. On a CPU, a step with convolutions stays without XLA: XLA's CPU backend has no oneDNN
    convolutions and ran Glow, RealNVP and DCGAN steps 1.3-2x slower than TensorFlow's kernels
-   (2 cores, `bench/`), while fusing the many small ops of an MLP step made the VAE's 2-4x
-   faster. On GPUs XLA keeps cuDNN's convolutions.
+   (2 cores), while fusing the many small ops of an MLP step made the static-MNIST VAE's 2.3x
+   and the S-VAE's 4x faster. On GPUs XLA keeps cuDNN's convolutions.
 
-`true` skips rule 3 and stops with a `ConfigError` naming the reason where 1 or 2 fails; `false`
-never compiles. The decision is one line of the run's start banner, e.g.
+`true` skips rules 2 and 4 and stops with a `ConfigError` naming the reason where 1 or 3 fails;
+`false` never compiles. The decision is one line of the run's start banner, e.g.
 `XLA: off, the training step uses StatelessRandomGammaV3, which XLA cannot compile for CPU`.
 
 Results do not depend on the choice beyond the order of floating-point operations, with one
@@ -37,11 +41,16 @@ import tensorflow as tf
 
 from tfdgm.errors import ConfigError
 
+MIN_STEPS = 1000
+"""Rule 2: the fewest training steps of a run that `auto` compiles. Measured on 2 CPU cores: the
+static-MNIST VAE step took 26 ms plain and 11 ms under XLA after 2-5 s of compilation (break-even
+near 300 steps); the quickstart VAE step gained nothing."""
+
 CONVOLUTION_OPS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput",
                    "Conv2DBackpropFilter", "Conv3DBackpropInputV2", "Conv3DBackpropFilterV2",
                    "DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter",
                    "Conv")
-"""Op types XLA's CPU backend runs slower than TensorFlow's oneDNN kernels (rule 3)."""
+"""Op types XLA's CPU backend runs slower than TensorFlow's oneDNN kernels (rule 4)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +61,10 @@ class JitDecision:
     test: bool
     reason: str
     probe_seconds: float = 0.0
+
+    def record(self) -> dict:
+        """What a run keeps in its state (`RunState.xla`) for its resumption."""
+        return {"train": self.train, "test": self.test, "reason": self.reason}
 
     def describe(self) -> str:
         if self.train and self.test:
@@ -105,7 +118,7 @@ def probe(model, strategy, step, batch, what: str, cpu_rule: bool) -> Optional[s
     device for `batch` (a distributed element, as Keras's step receives it), else why not.
 
     Traces the step and lowers it to HLO; nothing runs. With `cpu_rule`, a step with
-    convolutions on a CPU is refused without lowering it (rule 3 of the module docstring).
+    convolutions on a CPU is refused without lowering it (rule 4 of the module docstring).
     """
     device_type = _device_type(strategy)
     function = _replica_function(model, strategy, step)
@@ -128,26 +141,51 @@ def _first_element(strategy, dataset):
     return next(iter(strategy.experimental_distribute_dataset(dataset.take(1))))
 
 
-def select(model, strategy, setting, train_dataset, validation_dataset=None) -> JitDecision:
+def select(model, strategy, setting, train_dataset, validation_dataset=None,
+           run_steps: Optional[int] = None, previous: Optional[dict] = None) -> JitDecision:
     """Decides `training.jit_compile` (`"auto"`, True or False) for `model` (compiled, inside
     `strategy`) and builds its training and evaluation functions accordingly.
 
-    The datasets give the first batches the steps are traced on (`train_dataset` is the run's
-    training stream: a new iterator of its first element, which consumes nothing of `fit`'s).
+    Args:
+      model, strategy: the run's compiled model and its strategy.
+      setting: `training.jit_compile`.
+      train_dataset, validation_dataset: give the first batches the steps are traced on
+        (`train_dataset` may be the run's training stream: a new iterator of its first element
+        consumes nothing of `fit`'s).
+      run_steps: the training steps of the whole run, for rule 2 (None: not applied).
+      previous: `JitDecision.record()` of the run's start, which a resumed run under `auto`
+        keeps (where its steps still compile), so that it continues with the same steps (XLA
+        draws other noise for the same seed).
 
     Raises:
       ConfigError: `setting` is True and a step cannot be compiled (the message says why).
     """
     start = time.perf_counter()
     model.build_optimizers()  # no variable may be created while a step is traced
-    decision = _decide(model, strategy, setting, train_dataset, validation_dataset)
+    if setting == "auto" and previous is not None:
+        decision = _kept(model, strategy, train_dataset, validation_dataset, previous)
+    else:
+        decision = _decide(model, strategy, setting, train_dataset, validation_dataset, run_steps)
     apply(model, decision)
     return dataclasses.replace(decision, probe_seconds=time.perf_counter() - start)
 
 
-def _decide(model, strategy, setting, train_dataset, validation_dataset) -> JitDecision:
+def _kept(model, strategy, train_dataset, validation_dataset, previous) -> JitDecision:
+    reason = previous.get("reason", "")
+    if not (previous["train"] or previous["test"]):
+        return JitDecision(False, False, f"{reason} (decided at the run's start)")
+    now = _decide(model, strategy, True, train_dataset, validation_dataset, None, forced=False)
+    train, test = previous["train"] and now.train, previous["test"] and now.test
+    return JitDecision(train, test, now.reason if (train, test) != (previous["train"],
+                                                                    previous["test"]) else reason)
+
+
+def _decide(model, strategy, setting, train_dataset, validation_dataset, run_steps,
+            forced=None) -> JitDecision:
     if setting is False:
         return JitDecision(False, False, "training.jit_compile: false")
+    forced = setting is True if forced is None else forced
+    rules = setting == "auto"
     replicas = strategy.num_replicas_in_sync
     reason = None
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -155,22 +193,25 @@ def _decide(model, strategy, setting, train_dataset, validation_dataset) -> JitD
     elif replicas > 1:
         reason = (f"{type(strategy).__name__} runs the step on {replicas} replicas and XLA "
                   f"compiles a step for one device")
+    elif rules and run_steps is not None and run_steps < MIN_STEPS:
+        reason = (f"the run has {run_steps} training steps, too few to repay XLA's compilation "
+                  f"(auto compiles runs of {MIN_STEPS} or more; training.jit_compile: true "
+                  f"compiles anyway)")
     elif not _supports_jit(model):
         reason = "a layer of the model declares that it does not support XLA"
     if reason is None:
-        cpu_rule = setting == "auto"
         reason = probe(model, strategy, model.train_step, _first_element(strategy, train_dataset),
-                       "training", cpu_rule)
+                       "training", rules)
         test_reason = None
         if reason is None and validation_dataset is not None:
             test_reason = probe(model, strategy, model.test_step,
                                 _first_element(strategy, validation_dataset), "evaluation",
-                                cpu_rule)
+                                rules)
         if reason is None:
-            if test_reason is not None and setting is True:
+            if test_reason is not None and forced:
                 raise _forced_error(test_reason)
             return JitDecision(True, test_reason is None, test_reason or "")
-    if setting is True:
+    if forced:
         raise _forced_error(reason)
     return JitDecision(False, False, reason)
 
