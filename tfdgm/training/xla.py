@@ -75,12 +75,15 @@ class JitDecision:
         return f"XLA: off, {self.reason}" if self.reason else "XLA: off"
 
 
-def _device(strategy) -> str:
-    return strategy.extended.worker_devices[0]
-
-
-def _device_type(strategy) -> str:
-    return tf.DeviceSpec.from_string(_device(strategy)).device_type or "CPU"
+def _device_type(strategy, device: Optional[str] = None) -> str:
+    """`CPU` or `GPU`: the type of `device`, else of `strategy`'s first device, else of the
+    device TensorFlow places ops on by default."""
+    if device is None:
+        try:
+            device = strategy.extended.worker_devices[0]
+        except RuntimeError:  # the default strategy
+            device = tf.random.uniform([]).device
+    return tf.DeviceSpec.from_string(device).device_type or "CPU"
 
 
 def _replica_function(model, strategy, step):
@@ -113,14 +116,15 @@ def _reason_from_error(error: Exception, what: str, device_type: str) -> str:
     return f"XLA cannot compile the {what} step ({first[:200]})"
 
 
-def probe(model, strategy, step, batch, what: str, cpu_rule: bool) -> Optional[str]:
+def probe(model, strategy, step, batch, what: str, cpu_rule: bool,
+          device: Optional[str] = None) -> Optional[str]:
     """None if `step` (`model.train_step` or `test_step`) compiles with XLA on `strategy`'s
     device for `batch` (a distributed element, as Keras's step receives it), else why not.
 
     Traces the step and lowers it to HLO; nothing runs. With `cpu_rule`, a step with
     convolutions on a CPU is refused without lowering it (rule 4 of the module docstring).
     """
-    device_type = _device_type(strategy)
+    device_type = _device_type(strategy, device)
     function = _replica_function(model, strategy, step)
     try:
         concrete = function.get_concrete_function(batch)
@@ -142,7 +146,8 @@ def _first_element(strategy, dataset):
 
 
 def select(model, strategy, setting, train_dataset, validation_dataset=None,
-           run_steps: Optional[int] = None, previous: Optional[dict] = None) -> JitDecision:
+           run_steps: Optional[int] = None, previous: Optional[dict] = None,
+           device: Optional[str] = None) -> JitDecision:
     """Decides `training.jit_compile` (`"auto"`, True or False) for `model` (compiled, inside
     `strategy`) and builds its training and evaluation functions accordingly.
 
@@ -156,6 +161,7 @@ def select(model, strategy, setting, train_dataset, validation_dataset=None,
       previous: `JitDecision.record()` of the run's start, which a resumed run under `auto`
         keeps (where its steps still compile), so that it continues with the same steps (XLA
         draws other noise for the same seed).
+      device: the device the steps run on (default: `strategy`'s first).
 
     Raises:
       ConfigError: `setting` is True and a step cannot be compiled (the message says why).
@@ -163,25 +169,28 @@ def select(model, strategy, setting, train_dataset, validation_dataset=None,
     start = time.perf_counter()
     model.build_optimizers()  # no variable may be created while a step is traced
     if setting == "auto" and previous is not None:
-        decision = _kept(model, strategy, train_dataset, validation_dataset, previous)
+        decision = _kept(model, strategy, train_dataset, validation_dataset, previous, device)
     else:
-        decision = _decide(model, strategy, setting, train_dataset, validation_dataset, run_steps)
+        decision = _decide(model, strategy, setting, train_dataset, validation_dataset, run_steps,
+                           device=device)
     apply(model, decision)
     return dataclasses.replace(decision, probe_seconds=time.perf_counter() - start)
 
 
-def _kept(model, strategy, train_dataset, validation_dataset, previous) -> JitDecision:
+def _kept(model, strategy, train_dataset, validation_dataset, previous,
+          device=None) -> JitDecision:
     reason = previous.get("reason", "")
     if not (previous["train"] or previous["test"]):
         return JitDecision(False, False, f"{reason} (decided at the run's start)")
-    now = _decide(model, strategy, True, train_dataset, validation_dataset, None, forced=False)
+    now = _decide(model, strategy, True, train_dataset, validation_dataset, None, forced=False,
+                  device=device)
     train, test = previous["train"] and now.train, previous["test"] and now.test
     return JitDecision(train, test, now.reason if (train, test) != (previous["train"],
                                                                     previous["test"]) else reason)
 
 
 def _decide(model, strategy, setting, train_dataset, validation_dataset, run_steps,
-            forced=None) -> JitDecision:
+            forced=None, device=None) -> JitDecision:
     if setting is False:
         return JitDecision(False, False, "training.jit_compile: false")
     forced = setting is True if forced is None else forced
@@ -201,12 +210,12 @@ def _decide(model, strategy, setting, train_dataset, validation_dataset, run_ste
         reason = "a layer of the model declares that it does not support XLA"
     if reason is None:
         reason = probe(model, strategy, model.train_step, _first_element(strategy, train_dataset),
-                       "training", rules)
+                       "training", rules, device)
         test_reason = None
         if reason is None and validation_dataset is not None:
             test_reason = probe(model, strategy, model.test_step,
                                 _first_element(strategy, validation_dataset), "evaluation",
-                                rules)
+                                rules, device)
         if reason is None:
             if test_reason is not None and forced:
                 raise _forced_error(test_reason)
