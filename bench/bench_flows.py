@@ -44,7 +44,8 @@ import tensorflow as tf  # noqa: E402
 from tfdgm import experiment  # noqa: E402
 from tfdgm.data import dataset_info  # noqa: E402
 from tfdgm.experiment import build_model  # noqa: E402
-from tfdgm.training.train import make_optimizer, train_and_evaluate  # noqa: E402
+from tfdgm.optimizers import make_optimizer  # noqa: E402
+from tfdgm.training.train import train_and_evaluate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = ("vae", "planar", "iaf", "o_snf", "h_snf", "t_snf")

@@ -163,7 +163,7 @@ class PowerSphericalPosterior(SphericalPosterior):
     `t ~ Beta((D - 1)/2 + kappa, (D - 1)/2)` (TFP's `tfd.PowerSpherical`, reparameterized through
     the Beta draw's implicit gradient), then a Householder reflection. No rejection and no Bessel
     functions; the KL to the uniform prior is closed-form (registered in TFP). TFP's Beta sampler
-    uses `stateless_gamma`, which XLA does not compile: leave `training.jit_compile` false.
+    takes an XLA-compatible path under XLA, so `training.jit_compile: auto` may compile it.
     """
 
     distribution_name = "the power_spherical posterior"
