@@ -15,29 +15,29 @@ import argparse
 import os
 import sys
 
+from tfdgm.errors import TfdgmError
+
 VERBOSE = "--verbose" in sys.argv[1:]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-
-def _import_tensorflow_quietly():
-    """Imports TensorFlow with file descriptor 2 on /dev/null: its shared libraries log through
-    absl before `TF_CPP_MIN_LOG_LEVEL` applies (CUDA stub probing on machines without a GPU)."""
+def _import_tensorflow(verbose: bool = VERBOSE) -> None:
+    """Imports TensorFlow once a command is about to run (`--help` and argument errors never
+    pay its seconds), quietly unless `verbose`: with file descriptor 2 on /dev/null, because its
+    shared libraries log through absl before `TF_CPP_MIN_LOG_LEVEL` applies (CUDA stub probing
+    on machines without a GPU)."""
+    if "tensorflow" in sys.modules or verbose:
+        import tensorflow  # noqa: F401
+        return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow  # noqa: F401,F811
     finally:
         os.dup2(saved, 2)
         os.close(devnull)
         os.close(saved)
-
-
-if not VERBOSE:
-    _import_tensorflow_quietly()
-
-from tfdgm.errors import TfdgmError  # noqa: E402
 
 
 SET_HELP = ("override a config value (YAML syntax), e.g. model.latent_dim=32; repeatable")
@@ -150,6 +150,7 @@ def _modification_times(folder):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    _import_tensorflow(VERBOSE or getattr(args, "verbose", False))
     try:
         if args.command == "train":
             from tfdgm import experiment

@@ -11,13 +11,15 @@ A run directory holds:
 Running the same command again resumes from `checkpoints/last.weights.h5` (after Ctrl-C or
 `kill -9`); a finished run only re-evaluates if its `metrics.json` is missing.
 
-Before the first step a run decides whether its steps are XLA-compiled (`tfdgm.training.xla`),
-measures the monitored validation quantity of the untrained model (the reference of the
-divergence warning, `callbacks.diverged`) and prints a banner: the run directory, the data and
-its split sizes, the model's parameter count, the strategy and its devices, the TensorBoard
-command, the XLA and precision modes, and the family's `config_warnings` as `WARNING:` lines.
-The seconds from the process's start to the first training step are printed and saved
-(`state.json`, `metrics.json`: `startup_seconds`).
+Before the first step a run decides whether its steps are XLA-compiled (`tfdgm.training.xla`;
+the steps it traces to decide are the ones training runs), measures the monitored validation
+quantity of the untrained model on the first validation batch (the reference of the divergence
+warning, `callbacks.diverged`: one batch of `data.eval_batch_size` examples, the batch the
+evaluation step was traced on, instead of a whole validation pass) and prints a banner: the run
+directory, the data and its split sizes, the model's parameter count, the strategy and its
+devices, the TensorBoard command, the XLA and precision modes, and the family's
+`config_warnings` as `WARNING:` lines. The seconds from the process's start to the first
+training step are printed and saved (`state.json`, `metrics.json`: `startup_seconds`).
 """
 
 import contextlib
@@ -275,14 +277,15 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start,
     decision = None
     if not finished:
         steps = config.training.steps_per_epoch or datasets.steps_per_epoch
+        first_validation_batch = _probe_batches(datasets, config)
         with strategy.scope():
             decision = xla.select(model, strategy, config.training.jit_compile, datasets.train,
-                                  _probe_batches(datasets, config),
+                                  first_validation_batch,
                                   run_steps=config.training.epochs * steps, previous=state.xla,
                                   device=_devices(shown)[0])
         state.xla = decision.record()
         if fresh and model.monitor is not None and not multi_worker:
-            state.initial_value = _initial_value(model, datasets)
+            state.initial_value = _initial_value(model, first_validation_batch)
         if chief:
             for line in banner(config, run, datasets, model, shown, decision, state):
                 print(line)
@@ -322,15 +325,20 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start,
 
 
 def _probe_batches(datasets, config) -> tf.data.Dataset:
-    """One validation batch for tracing the evaluation step, read from the arrays in memory
-    (a partial pass over `datasets.validation` would discard its half-filled cache)."""
+    """The first validation batch (the first `data.eval_batch_size` examples of the split,
+    processed as for evaluation) as a dataset of the validation split's element spec, read from
+    the arrays in memory (a partial pass over `datasets.validation` would discard its half-filled
+    cache). The evaluation step is traced on it, and the divergence reference measured."""
     images = datasets.images("validation", config.data.eval_batch_size)
     return tf.data.Dataset.from_tensor_slices(images).batch(config.data.eval_batch_size)
 
 
-def _initial_value(model, datasets) -> Optional[float]:
-    """The monitored validation value of the model before its first step."""
-    results = model.evaluate(datasets.validation, verbose=0, return_dict=True)
+def _initial_value(model, first_validation_batch) -> Optional[float]:
+    """The monitored validation value of the model before its first step, on the first
+    validation batch: the reference of `callbacks.diverged`, which asks whether a value is two
+    orders of magnitude worse, so the mean over `data.eval_batch_size` examples serves as well as
+    a whole validation pass and costs one evaluation step (the step is already traced)."""
+    results = model.evaluate(first_validation_batch, verbose=0, return_dict=True)
     value = results.get(model.monitor.name)
     return None if value is None else float(value)
 
@@ -375,8 +383,10 @@ def banner(config, run, datasets, model, strategy, decision, state) -> list:
         f"  tensorboard tensorboard --logdir {run.logs}",
     ]
     if model.monitor is not None and state.initial_value is not None:
+        first = min(config.data.eval_batch_size, sizes["validation"])
         lines.append(f"  monitor     validation {model.monitor.name} ({model.monitor.mode}) "
-                     f"before training: {state.initial_value:.4g}")
+                     f"before training: {state.initial_value:.4g} (first {first} validation "
+                     f"examples)")
     lines += [f"WARNING: {warning}" for warning in model.config_warnings(config)]
     return lines
 

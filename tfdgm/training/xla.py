@@ -9,12 +9,15 @@ its start), from the strategy, the run's length and the steps themselves:
 2. Compilation takes seconds to a minute and saves milliseconds a step: a run of fewer than
    `MIN_STEPS` training steps in all (`training.epochs` times the steps of an epoch) is not
    compiled (smoke tests, tiny runs).
-3. Each step (`strategy.run(model.train_step)`, and `test_step`) is traced on a real first
-   batch and lowered to HLO with `experimental_get_compiler_ir(...)(stage="hlo")` on the
+3. Each step (`strategy.run(model.train_step)`, and `test_step`) is traced and lowered to HLO
+   on a real first batch with `experimental_get_compiler_ir(...)(stage="hlo")` on the
    strategy's device: that converts every op or fails naming the ops XLA has no kernel for
    (`StatelessRandomGammaV3`, say), and it executes nothing, so weights, optimizer slots,
    counters and random streams are exactly what they were (a resumed run still ends where an
-   uninterrupted one does). A step that does not convert is run without XLA.
+   uninterrupted one does). A step that does not convert is run without XLA. The function
+   traced is Keras's own compiled step (`make_train_function`, `make_test_function`), traced
+   for its dataset's element spec, so a step that is compiled is traced once: `fit`, its
+   validation passes and the test evaluation reuse the probe's trace.
 4. On a CPU, a step with convolutions stays without XLA: XLA's CPU backend has no oneDNN
    convolutions and ran Glow, RealNVP and DCGAN steps 1.3-2x slower than TensorFlow's kernels
    (2 cores), while fusing the many small ops of an MLP step made the static-MNIST VAE's 2.3x
@@ -116,18 +119,35 @@ def _reason_from_error(error: Exception, what: str, device_type: str) -> str:
     return f"XLA cannot compile the {what} step ({first[:200]})"
 
 
+def keras_step_function(model, which: str):
+    """The `tf.function` of one step inside `model`'s Keras `{which}_function` (`which`:
+    "train" or "test"), as `make_train_function` / `make_test_function` built it: `data ->
+    strategy.run(step, data)` with the model's `jit_compile`; None where Keras builds its
+    functions otherwise (then the probe traces a function of its own, `_replica_function`)."""
+    function = getattr(model, f"{which}_function", None)
+    code, cells = getattr(function, "__code__", None), getattr(function, "__closure__", None)
+    if code is None or not cells:
+        return None
+    step = dict(zip(code.co_freevars, cells)).get("one_step_on_data")
+    step = getattr(step.cell_contents, "__wrapped__", None) if step is not None else None
+    return step if isinstance(step, tf.types.experimental.PolymorphicFunction) else None
+
+
 def probe(model, strategy, step, batch, what: str, cpu_rule: bool,
-          device: Optional[str] = None) -> Optional[str]:
+          device: Optional[str] = None, function=None, spec=None) -> Optional[str]:
     """None if `step` (`model.train_step` or `test_step`) compiles with XLA on `strategy`'s
     device for `batch` (a distributed element, as Keras's step receives it), else why not.
 
     Traces the step and lowers it to HLO; nothing runs. With `cpu_rule`, a step with
     convolutions on a CPU is refused without lowering it (rule 4 of the module docstring).
+    `function` is the XLA-compiled `tf.function` of the step to trace (default: a new one,
+    `data -> strategy.run(step, data)`), `spec` the input signature to trace it for (default:
+    `batch`'s); `batch` must fit `spec`.
     """
     device_type = _device_type(strategy, device)
-    function = _replica_function(model, strategy, step)
+    function = function or _replica_function(model, strategy, step)
     try:
-        concrete = function.get_concrete_function(batch)
+        concrete = function.get_concrete_function(batch if spec is None else spec)
         if cpu_rule and device_type == "CPU":
             convolutions = sorted(_graph_op_types(concrete.graph.as_graph_def())
                                   & set(CONVOLUTION_OPS))
@@ -143,6 +163,17 @@ def probe(model, strategy, step, batch, what: str, cpu_rule: bool,
 
 def _first_element(strategy, dataset):
     return next(iter(strategy.experimental_distribute_dataset(dataset.take(1))))
+
+
+def _probe_step(model, strategy, which, dataset, cpu_rule, device) -> Optional[str]:
+    """`probe` of `model`'s `which` ("train" or "test") step on `dataset`'s first element,
+    through the step function of Keras's own compiled `{which}_function` (built with XLA by
+    `_decide`) traced for `dataset`'s element spec, so that training reuses the trace."""
+    step = getattr(model, f"{which}_step")
+    what = "training" if which == "train" else "evaluation"
+    return probe(model, strategy, step, _first_element(strategy, dataset), what, cpu_rule,
+                 device, function=keras_step_function(model, which),
+                 spec=dataset.element_spec)
 
 
 def select(model, strategy, setting, train_dataset, validation_dataset=None,
@@ -209,13 +240,12 @@ def _decide(model, strategy, setting, train_dataset, validation_dataset, run_ste
     elif not _supports_jit(model):
         reason = "a layer of the model declares that it does not support XLA"
     if reason is None:
-        reason = probe(model, strategy, model.train_step, _first_element(strategy, train_dataset),
-                       "training", rules, device)
+        _build_functions(model, train=True, test=True)
+        reason = _probe_step(model, strategy, "train", train_dataset, rules, device)
         test_reason = None
         if reason is None and validation_dataset is not None:
-            test_reason = probe(model, strategy, model.test_step,
-                                _first_element(strategy, validation_dataset), "evaluation",
-                                rules, device)
+            test_reason = _probe_step(model, strategy, "test", validation_dataset, rules,
+                                      device)
         if reason is None:
             if test_reason is not None and forced:
                 raise _forced_error(test_reason)
@@ -236,11 +266,21 @@ def _supports_jit(model) -> bool:
     return model_supports_jit(model)
 
 
+def _build_functions(model, train: bool, test: bool) -> None:
+    """Builds `model`'s Keras training and evaluation functions with XLA as `train` and `test`
+    say. A function already built (and maybe traced, by the probe) with its setting is kept:
+    what each was built with is recorded on the model."""
+    built = getattr(model, "_tfdgm_xla_functions", {})
+    for which, jit in (("test", test), ("train", train)):
+        if built.get(which) is not jit or getattr(model, f"{which}_function") is None:
+            model.jit_compile = jit
+            getattr(model, f"make_{which}_function")(force=True)
+    model.jit_compile = train and test  # what later functions (predict) use
+    model._tfdgm_xla_functions = {"train": train, "test": test}
+
+
 def apply(model, decision: JitDecision) -> None:
     """Builds `model`'s Keras training and evaluation functions with XLA as `decision` says
-    (`fit` and `evaluate` then reuse them)."""
-    model.jit_compile = decision.test
-    model.make_test_function(force=True)
-    model.jit_compile = decision.train
-    model.make_train_function(force=True)
-    model.jit_compile = decision.train and decision.test  # what later functions (predict) use
+    (`fit` and `evaluate` then reuse them); those the probe built with the same setting are kept
+    with their traces."""
+    _build_functions(model, decision.train, decision.test)
