@@ -39,9 +39,11 @@ from tensorboard.plugins.hparams import summary as hparams_summary
 from tfdgm import config as config_lib
 from tfdgm.training import projector
 
-# Config keys that say how a run is evaluated, exported or placed, not what it is.
+# Config keys that say how a run is evaluated, exported, placed, displayed or executed, not what
+# it is (`training.jit_compile` picks how the steps run; the run's decision is in metrics.json).
 NOT_HYPERPARAMETERS = ("evaluation.", "export.", "distribute.", "data.data_dir",
-                       "data.eval_batch_size", "training.image_every_epochs")
+                       "data.eval_batch_size", "training.image_every_epochs",
+                       "training.jit_compile")
 
 
 def flatten_config(tree, prefix=""):
@@ -67,7 +69,8 @@ def _cell(value):
     if isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, (list, tuple)):
-        text = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+        text = (", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+                if value else "[]")  # as metrics.json writes it, not a blank cell
     elif isinstance(value, dict):
         text = json.dumps(value, sort_keys=True)
     else:
