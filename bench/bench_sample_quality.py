@@ -104,7 +104,8 @@ def describe(config) -> str:
             parts.append(likelihood.get("name", ""))
         return " ".join(p for p in parts if p)
     text = model.loss + (" + SN" if model.spectral_norm else "")
-    return f"{text} (n_critic {model.critic_steps})"
+    batch_norm = ", batch norm in D" if model.uses_discriminator_batch_norm else ""
+    return f"{text} (n_critic {model.critic_steps}{batch_norm})"
 
 
 def collect(run_dir):
@@ -143,13 +144,13 @@ def collect(run_dir):
 
 def markdown(rows) -> str:
     lines = ["| run | model | updates (steps) | train s | classifier FID | classifier KID "
-             "(x 1e3) | precision / recall | inception score |",
+             "| precision / recall | inception score |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         seconds = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
         lines.append(
             f"| {r['run']} | {r['model']} | {r['updates']} ({r['steps']}) | {seconds} | "
-            f"{r['fid']:.2f} | {1e3 * r['kid']:.1f} +- {1e3 * r['kid_std']:.1f} | "
+            f"{r['fid']:.2f} | {r['kid']:.3f} +- {r['kid_std']:.3f} | "
             f"{r['precision']:.3f} / {r['recall']:.3f} | {r['inception_score']:.2f} +- "
             f"{r['inception_score_std']:.2f} |")
     real = [r["inception_score_real"] for r in rows if r["inception_score_real"] is not None]
