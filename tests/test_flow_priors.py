@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfdgm import export
+from tfdgm import random as tfdgm_random
 from tfdgm.models.vae.flow_priors import MAFPrior, RealNVPPrior
 from tfdgm.models.vae.posteriors import standard_normal_log_prob
 from tfdgm.errors import ConfigError
@@ -90,7 +91,7 @@ def test_generate_inverts_g(name):
     # sample(n, seed) is generate of stateless normal noise: deterministic.
     np.testing.assert_array_equal(prior32.sample(4, SEED), prior32.sample(4, SEED))
     np.testing.assert_array_equal(
-        prior32.sample(4, SEED), prior32.generate(tf.random.stateless_normal([4, 5], SEED)))
+        prior32.sample(4, SEED), prior32.generate(tfdgm_random.stateless_normal([4, 5], SEED)))
 
 
 @pytest.mark.parametrize("name", ["maf", "realnvp"])

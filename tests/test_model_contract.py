@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tfdgm import experiment
+from tfdgm import random as tfdgm_random
 from tfdgm.errors import ConfigError
 from tfdgm.models.base import GenerativeModel, Monitor
 from tfdgm.registry import MODELS, PRIORS, Registry
@@ -69,7 +70,7 @@ def test_standard_normal_temperature_is_n_0_t2():
     eps = tf.random.stateless_normal([7, model.noise_dim], [3, 4])
     np.testing.assert_allclose(model.scale_noise(eps, 0.7), 0.7 * eps, rtol=1e-6)
     np.testing.assert_allclose(model.sample(7, temperature=0.7, seed=3),
-                               model.generate(0.7 * tf.random.stateless_normal(
+                               model.generate(0.7 * tfdgm_random.stateless_normal(
                                    [7, model.noise_dim], [3, 0])), atol=1e-6)
 
 

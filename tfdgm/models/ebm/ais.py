@@ -52,6 +52,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfdgm import random as tfdgm_random
 from tfdgm.models.ebm import energy
 
 PAPER_SCHEDULE: Tuple[Tuple[float, int], ...] = ((0.5, 1000), (0.9, 4000), (1.0, 10000))
@@ -148,13 +149,13 @@ def _ais_loop(weights, visible_bias, hidden_bias, base_bias, betas, num_chains, 
     gaussian = sigma is not None
     seeds = tf.random.experimental.stateless_split(seed, 2)
     if gaussian:
-        v = base_bias + base_sigma * tf.random.stateless_normal([num_chains, num_visible],
+        v = base_bias + base_sigma * tfdgm_random.stateless_normal([num_chains, num_visible],
                                                                 seeds[0], dtype=dtype)
         scale = 1.0 / sigma
     else:
         v = energy.bernoulli_from_uniform(
             tf.broadcast_to(tf.sigmoid(base_bias), [num_chains, num_visible]),
-            tf.random.stateless_uniform([num_chains, num_visible], seeds[0], dtype=dtype))
+            tfdgm_random.stateless_uniform([num_chains, num_visible], seeds[0], dtype=dtype))
         scale = tf.ones([num_visible], dtype)
 
     def f64(x):
@@ -181,18 +182,18 @@ def _ais_loop(weights, visible_bias, hidden_bias, base_bias, betas, num_chains, 
         beta_t = tf.cast(beta, dtype)
         h = energy.bernoulli_from_uniform(
             tf.sigmoid(beta_t * pre),
-            tf.random.stateless_uniform([num_chains, num_hidden], step_seeds[0], dtype=dtype))
+            tfdgm_random.stateless_uniform([num_chains, num_hidden], step_seeds[0], dtype=dtype))
         if gaussian:
             w_k, b_k, _, sigma_k, _ = gaussian_intermediate(
                 beta_t, weights, visible_bias, hidden_bias, sigma, base_bias, base_sigma)
             v = energy.gaussian_visible_mean(h, w_k, b_k, sigma_k) + sigma_k * (
-                tf.random.stateless_normal([num_chains, num_visible], step_seeds[1], dtype=dtype))
+                tfdgm_random.stateless_normal([num_chains, num_visible], step_seeds[1], dtype=dtype))
         else:
             logits = (1 - beta_t) * base_bias + beta_t * (
                 tf.matmul(h, weights, transpose_b=True) + visible_bias)
             v = energy.bernoulli_from_uniform(
                 tf.sigmoid(logits),
-                tf.random.stateless_uniform([num_chains, num_visible], step_seeds[1],
+                tfdgm_random.stateless_uniform([num_chains, num_visible], step_seeds[1],
                                             dtype=dtype))
         return k + 1, v, log_w
 

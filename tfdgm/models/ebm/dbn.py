@@ -173,7 +173,7 @@ class DBN(GenerativeModel):
         total = tf.zeros([num_samples * batch], v.dtype)
         for l, rbm in enumerate(self.rbms[:-1]):
             q = rbm.hidden_probabilities(state)
-            h = tf.cast(tf.random.stateless_uniform(
+            h = tf.cast(tfdgm_random.stateless_uniform(
                 tf.shape(q), tf.random.experimental.stateless_fold_in(seed, l), dtype=q.dtype)
                 < q, v.dtype)
             logits_up = tf.matmul(state, rbm.kernel) + rbm.hidden_bias
@@ -271,13 +271,13 @@ class DBN(GenerativeModel):
         temperature = check_temperature(temperature)
         seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 3)
         top = self.rbms[-1]
-        h = tf.cast(tf.random.stateless_uniform([num, top.visible_units], seeds[0]) < 0.5,
+        h = tf.cast(tfdgm_random.stateless_uniform([num, top.visible_units], seeds[0]) < 0.5,
                     tf.float32)
         h, probabilities = run_chains(top, h, tf.constant(self.sample_steps), seeds[1],
                                       tf.constant(1.0 / temperature))
         for l, rbm in reversed(list(enumerate(self.rbms[:-1]))):
             probabilities = rbm.visible_probabilities(h, 1.0 / temperature)
-            noise = tf.random.stateless_uniform(
+            noise = tfdgm_random.stateless_uniform(
                 tf.shape(probabilities), tf.random.experimental.stateless_fold_in(seeds[2], l))
             h = tf.cast(noise < probabilities, tf.float32)
         return probabilities.numpy().reshape((num,) + self.image_shape)

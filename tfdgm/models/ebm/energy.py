@@ -163,28 +163,7 @@ def gaussian_log_partition_terms(h, weights, visible_bias, hidden_bias, sigma):
             + 0.5 * tf.reduce_sum(tf.square(wh), axis=-1))
 
 
-def uniform(shape, seed, batch_axis=0, dtype=tf.float32):
-    """`U[0, 1)` noise for this replica's slice of the global batch.
-
-    The uniform counterpart of `tfdgm.random.normal`: rows `[r B, (r + 1) B)` (along
-    `batch_axis`) of the noise one device draws for the global batch of `N B` examples, so one
-    device and N replicas draw the same noise for the same example.
-    """
-    context = tf.distribute.get_replica_context()
-    num_replicas = 1 if context is None else context.num_replicas_in_sync
-    if num_replicas == 1:
-        return tf.random.stateless_uniform(shape, seed, dtype=dtype)
-    replica_id = tf.cast(context.replica_id_in_sync_group, tf.int32)
-    shape = list(shape)
-    global_shape = list(shape)
-    global_shape[batch_axis] = shape[batch_axis] * num_replicas
-    noise = tf.random.stateless_uniform(tf.stack(global_shape), seed, dtype=dtype)
-    begin = [0] * len(shape)
-    begin[batch_axis] = replica_id * shape[batch_axis]
-    return tf.slice(noise, tf.stack(begin), tf.stack(shape))
-
-
 __all__ = ["bernoulli_from_uniform", "energy", "free_energy", "gaussian_energy",
            "gaussian_free_energy", "gaussian_log_partition_terms", "gaussian_visible_mean",
            "gaussian_gibbs_step", "gaussian_hidden_probabilities", "gibbs_step",
-           "hidden_probabilities", "matmul", "uniform", "visible_probabilities"]
+           "hidden_probabilities", "matmul", "visible_probabilities"]

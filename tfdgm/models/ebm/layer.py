@@ -55,7 +55,7 @@ class RBMLayer(keras.layers.Layer):
     def gibbs_chain(self, v, steps, seed, inverse_temperature=1.0):
         """`steps` Gibbs sweeps from `v [B, D]` with stateless noise; sweep `t` draws the
         noise of the global batch from `fold_in(seed, t)` and takes this replica's rows
-        (`energy.uniform`, `tfdgm.random.normal`), so one device and N replicas run the same
+        (`tfdgm.random.uniform`, `tfdgm.random.normal`), so one device and N replicas run the same
         chains.
 
         Returns:
@@ -66,7 +66,7 @@ class RBMLayer(keras.layers.Layer):
         def sweep(t, state, _):
             step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64))
             seeds = tf.random.experimental.stateless_split(step_seed, 2)
-            uniform_h = energy.uniform([batch, self.hidden_units], seeds[0], dtype=v.dtype)
+            uniform_h = tfdgm_random.uniform([batch, self.hidden_units], seeds[0], dtype=v.dtype)
             noise_v = self.visible_noise([batch, self.visible_units], seeds[1], v.dtype)
             _, state, mean = self.gibbs_step(state, uniform_h, noise_v, inverse_temperature)
             return t + 1, state, mean
@@ -145,7 +145,7 @@ class BernoulliRBM(RBMLayer):
 
     def visible_noise(self, shape, seed, dtype):
         """Uniform noise for the Bernoulli draws."""
-        return energy.uniform(shape, seed, dtype=dtype)
+        return tfdgm_random.uniform(shape, seed, dtype=dtype)
 
     def gibbs_step(self, v, uniform_h, uniform_v, inverse_temperature=1.0):
         """`(h, v', p(v' | h))` of one Gibbs sweep with the given noise (`energy.gibbs_step`)."""

@@ -21,7 +21,7 @@ divided by the number of replicas so that the summed replica gradients average t
 Persistent chains under `tf.distribute`: the fantasy particles are one non-trainable Keras
 variable `chains [C, D]` (mirrored, `aggregation="only_first_replica"`, saved in checkpoints)
 holding the chains of the *global* batch. Replica `r` of `N` advances rows `[r C / N,
-(r + 1) C / N)` with the noise one device would draw for those rows (`energy.uniform`), and the
+(r + 1) C / N)` with the noise one device would draw for those rows (`tfdgm.random.uniform`), and the
 replicas rebuild the whole updated variable with one all-reduce (each contributes its rows, zero
 elsewhere) before every replica assigns the same value. One device and N replicas therefore run
 the same chains and take the same steps; `C` must be divisible by `N`.
@@ -449,9 +449,9 @@ class RBM(GenerativeModel):
         temperature = check_temperature(temperature)
         seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2)
         if self.gaussian:
-            v = tf.random.stateless_normal([num, self.visible_units], seeds[0])
+            v = tfdgm_random.stateless_normal([num, self.visible_units], seeds[0])
         else:
-            v = tf.cast(tf.random.stateless_uniform([num, self.visible_units], seeds[0]) < 0.5,
+            v = tf.cast(tfdgm_random.stateless_uniform([num, self.visible_units], seeds[0]) < 0.5,
                         tf.float32)
         _, mean = run_chains(self.rbm, v, tf.constant(self.sample_steps), seeds[1],
                              tf.constant(1.0 / temperature))

@@ -10,12 +10,11 @@ live in `tfdgm.flows` (imported here as `flow_layers`: this package's name shado
 `tfdgm.models`).
 """
 
-from tfdgm.models.flows.dequantization import (VariationalDequantizer, bits_per_dim,
-                                               global_uniform, quantize)
+from tfdgm.models.flows.dequantization import VariationalDequantizer, bits_per_dim, quantize
 from tfdgm.models.flows.model import MAF, DensityFlow, Glow, RealNVP, temperature_name
 from tfdgm.models.flows.options import (DensityFlowOptions, FlowEvaluationOptions, GlowOptions,
                                         MAFOptions, RealNVPOptions)
 
 __all__ = ["DensityFlow", "DensityFlowOptions", "FlowEvaluationOptions", "Glow", "GlowOptions",
            "MAF", "MAFOptions", "RealNVP", "RealNVPOptions", "VariationalDequantizer",
-           "bits_per_dim", "global_uniform", "quantize", "temperature_name"]
+           "bits_per_dim", "quantize", "temperature_name"]

@@ -46,11 +46,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm import random as tfdgm_random
 from tfdgm.flows import CouplingConvNet
 from tfdgm.precision import FullPrecision
 
-__all__ = ["VariationalDequantizer", "bits_per_dim", "global_uniform", "quantize"]
+__all__ = ["VariationalDequantizer", "bits_per_dim", "quantize"]
 
 _HALF_LOG_TWO_PI = 0.5 * np.log(2. * np.pi)
 
@@ -70,23 +69,6 @@ def quantize(x, n_bits=8):
 def bits_per_dim(log_likelihood, num_dims):
     """`-log_likelihood / (D log 2)`: nats of a discrete log-likelihood (or bound) to bits/dim."""
     return -log_likelihood / (float(num_dims) * np.log(2.))
-
-
-def global_uniform(shape, seed, dtype=tf.float32):
-    """`U[0, 1)` noise for this replica's rows of the global batch (axis 0 indexes examples).
-
-    The uniform counterpart of `tfdgm.random.normal`: replica `r` of `N` gets rows
-    `[r B, (r + 1) B)` of what one device draws for the global batch, so the dequantization
-    noise of an example does not depend on the number of replicas.
-    """
-    replica_id, num_replicas = tfdgm_random.replica_position()
-    if num_replicas == 1:
-        return tf.random.stateless_uniform(shape, seed, dtype=dtype)
-    shape = tf.unstack(tf.convert_to_tensor(shape, tf.int32))
-    global_shape = tf.stack([shape[0] * num_replicas, *shape[1:]])
-    noise = tf.random.stateless_uniform(global_shape, seed, dtype=dtype)
-    begin = tf.stack([replica_id * shape[0]] + [0] * (len(shape) - 1))
-    return tf.slice(noise, begin, tf.stack(shape))
 
 
 def _checkerboard(height, width, parity):

@@ -28,8 +28,7 @@ from tfdgm import random as tfdgm_random
 from tfdgm.data.batches import images_of
 from tfdgm.errors import ConfigError
 from tfdgm.models.base import GenerativeModel, Monitor, Signature, check_temperature, uniform_images
-from tfdgm.models.flows.dequantization import (VariationalDequantizer, bits_per_dim,
-                                               global_uniform, quantize)
+from tfdgm.models.flows.dequantization import VariationalDequantizer, bits_per_dim, quantize
 from tfdgm.models.flows.options import (FlowEvaluationOptions, GlowOptions, MAFOptions,
                                         RealNVPOptions)
 from tfdgm.models.vae.flow_priors import MAFPrior
@@ -189,7 +188,7 @@ class DensityFlow(GenerativeModel):
         x_q = quantize(self.check_images(x), self.n_bits)
         shape = tf.shape(x_q)
         if self.dequantizer is None:
-            u = global_uniform(shape, seed, dtype=x_q.dtype)
+            u = tfdgm_random.uniform(shape, seed, batch_axis=0, dtype=x_q.dtype)
             log_q = tf.zeros(shape[:1], x_q.dtype)
         else:
             eps = tfdgm_random.normal(shape, seed, batch_axis=0, dtype=x_q.dtype)
@@ -366,7 +365,7 @@ class DensityFlow(GenerativeModel):
         """`num` samples `[num, H, W, C]` in `[0, 1]` at `temperature`: `generate(T eps)` with
         `eps ~ N(0, I)` from `seed` (the base and split-prior noise is `N(0, T^2 I)`)."""
         temperature = check_temperature(temperature)
-        eps = tf.random.stateless_normal([num, self.noise_dim], [seed, 0])
+        eps = tfdgm_random.stateless_normal([num, self.noise_dim], [seed, 0])
         generate = tf.function(self.generate, autograph=False) if self.trace_sampler else \
             self.generate
         return generate(eps * temperature).numpy()

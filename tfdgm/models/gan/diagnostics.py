@@ -8,6 +8,7 @@ validation points (grey), rendered as an RGB array, with axes fitted to the data
 import numpy as np
 import tensorflow as tf
 
+from tfdgm import random as tfdgm_random
 from tfdgm.evaluation import tile
 
 __all__ = ["fixed_noise", "gan_image_grids", "gan_summaries", "scatter_image"]
@@ -18,7 +19,7 @@ SCATTER_SAMPLES = 2000
 
 def fixed_noise(model, num, seed):
     """`[num, latent_dim]` standard-normal noise that depends only on `seed`."""
-    return tf.random.stateless_normal([num, model.latent_dim], [seed, 1])
+    return tfdgm_random.stateless_normal([num, model.latent_dim], [seed, 1])
 
 
 def scatter_image(real, fake, size=256, margin=0.15):

@@ -302,7 +302,7 @@ class GAN(GenerativeModel):
         typicality; `T = 1` samples the model itself.
         """
         temperature = check_temperature(temperature)
-        eps = tf.random.stateless_normal([num, self.latent_dim], [seed, 0])
+        eps = tfdgm_random.stateless_normal([num, self.latent_dim], [seed, 0])
         return self.generate(temperature * eps).numpy()
 
     # The model contract -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
+from tfdgm import random as tfdgm_random
 from tfdgm.data.batches import images_of
 from tfdgm.evaluation.images import interpolate, slerp, stretch_each, tile
 
@@ -93,7 +94,7 @@ def vae_image_grids(model, images, seed=0, num_samples=64, interpolation_steps=1
       initialization, clipped) and take many epochs to fill [0, 1], so shown as they are they
       stay nearly black.
     """
-    eps = tf.random.stateless_normal([num_samples, model.noise_dim], [seed, 7])
+    eps = tfdgm_random.stateless_normal([num_samples, model.noise_dim], [seed, 7])
     samples = model.generate(eps).numpy()
     originals = np.asarray(images[: num_samples // 2], np.float32)
     reconstructions = model.reconstruct(originals).numpy()

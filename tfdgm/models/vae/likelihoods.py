@@ -15,6 +15,7 @@ import math
 import keras
 import tensorflow as tf
 
+from tfdgm import random as tfdgm_random
 from tfdgm.precision import FullPrecision
 from tfdgm.registry import LIKELIHOODS
 
@@ -49,7 +50,7 @@ class BernoulliLikelihood(Likelihood):
 
     def sample(self, params, seed):
         (logits,) = self.split(params)
-        u = tf.random.stateless_uniform(tf.shape(logits), seed, dtype=logits.dtype)
+        u = tfdgm_random.stateless_uniform(tf.shape(logits), seed, dtype=logits.dtype)
         return tf.cast(u < tf.sigmoid(logits), logits.dtype)
 
 
@@ -93,8 +94,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     def sample(self, params, seed):
         mean, log_scale = self.split(params)
-        u = tf.random.stateless_uniform(tf.shape(mean), seed, minval=1e-5, maxval=1.0 - 1e-5,
-                                        dtype=mean.dtype)
+        u = tfdgm_random.stateless_uniform(tf.shape(mean), seed, dtype=mean.dtype)  # (0, 1)
         x = mean + tf.exp(log_scale) * (tf.math.log(u) - tf.math.log1p(-u))
         return tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0) / 255.0
 
@@ -126,5 +126,5 @@ class GaussianLikelihood(Likelihood):
 
     def sample(self, params, seed):
         mean, log_scale = self.split(params)
-        return mean + tf.exp(log_scale) * tf.random.stateless_normal(tf.shape(mean), seed,
+        return mean + tf.exp(log_scale) * tfdgm_random.stateless_normal(tf.shape(mean), seed,
                                                                      dtype=mean.dtype)

@@ -9,7 +9,6 @@ bound (Burda et al. 2016).
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfdgm import random as tfdgm_random
@@ -382,7 +381,7 @@ class VAE(GenerativeModel):
         temperature: anything but 1 is a `ConfigError`.
         """
         temperature = check_temperature(temperature)
-        eps = tf.random.stateless_normal([num, self.noise_dim], [seed, 0])
+        eps = tfdgm_random.stateless_normal([num, self.noise_dim], [seed, 0])
         return self.generate(self.scale_noise(eps, temperature)).numpy()
 
     # Training -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ given the model by `attach(model)` once the model is built.
 import keras
 import tensorflow as tf
 
+from tfdgm import random as tfdgm_random
 from tfdgm.models.vae.posteriors import standard_normal_log_prob
 from tfdgm.precision import FullPrecision
 from tfdgm.registry import PRIORS
@@ -49,7 +50,7 @@ class Prior(FullPrecision, keras.layers.Layer):
         return eps * temperature
 
     def sample(self, n, seed):
-        eps = tf.random.stateless_normal([n, self.noise_dim], seed)
+        eps = tfdgm_random.stateless_normal([n, self.noise_dim], seed)
         return self.generate(eps)
 
     def get_config(self):
