@@ -25,7 +25,8 @@ five runs per model; each row here is one run (seed 0).
 
 A run directory that already holds a finished run of the same budget (`metrics.json`) is read,
 not retrained, so a list can be extended or re-tabled without repeating runs; `--fresh` trains
-again. Training runs one at a time.
+again, `--table-only` trains nothing (unfinished runs are rows marked "not run"). Training runs
+one at a time.
 
     python bench/bench_gan_modes.py [--configs ns_gan_ring wgan_ring ...] \\
         [--generator-steps 1170] [--steps-per-epoch 117] [--runs runs/gan_modes] [--out F.md]
@@ -115,8 +116,9 @@ def table(rows, generator_steps):
             continue
         for row in ours:
             if row["metrics"] is None:
+                status = "not run" if row["exit"] is None else f"failed (exit {row['exit']})"
                 lines.append(f"| {mixture} | {row['label']} | {generator_steps} | "
-                             f"{row['critic_updates']} | | failed (exit {row['exit']}) | |")
+                             f"{row['critic_updates']} | | {status} | |")
                 continue
             m = row["metrics"]
             lines.append(
@@ -139,6 +141,8 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra override for every run, e.g. evaluation.num_samples=5000")
     parser.add_argument("--fresh", action="store_true", help="retrain finished runs")
+    parser.add_argument("--table-only", action="store_true",
+                        help="tabulate the finished runs, train none")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
     if args.generator_steps % args.steps_per_epoch:
@@ -153,8 +157,8 @@ def main():
         stem = os.path.splitext(os.path.basename(path))[0]
         run_dir = os.path.join(os.path.abspath(args.runs), f"{stem}_{args.generator_steps}")
         metrics = None if args.fresh else finished(run_dir, epochs)
-        code = 0
-        if metrics is None:
+        code = None
+        if metrics is None and not args.table_only:
             shutil.rmtree(run_dir, ignore_errors=True)
             code = train(path, run_dir, epochs, args.steps_per_epoch, args.set)
             metrics = finished(run_dir, epochs)
