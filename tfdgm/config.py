@@ -68,7 +68,7 @@ class TrainingConfig:
       one replica; convolutions on a CPU, which XLA runs slower than TensorFlow's oneDNN
       kernels); `true` compiles them with XLA or stops with a `ConfigError` naming why it
       cannot; `false` never uses XLA (`tfdgm.training.xla`). The choice changes speed and
-      the order of floating-point operations; see `tfdgm.training.xla` for the random streams.
+      the order of floating-point operations, not the noise (`tfdgm.random`).
     * `precision`: `float32`, `mixed_float16` or `mixed_bfloat16` (`tfdgm.precision`).
     """
     epochs: int = 100
