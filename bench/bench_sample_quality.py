@@ -135,11 +135,20 @@ def collect(run_dir):
         "inception_score": metrics["test_classifier_inception_score"],
         "inception_score_std": metrics["test_classifier_inception_score_std"],
         "inception_score_real": metrics.get("test_classifier_inception_score_real"),
-        "samples": config.evaluation.sample_quality_samples,
+        "samples": metrics.get("test_num_fake", config.evaluation.sample_quality_samples),
         "classifier": f"{network['key'][:8]} / {network['weights_sha256'][:8]}",
         "classifier_accuracy": network["validation_accuracy"],
-        "samples_png": os.path.join(os.path.abspath(run_dir), "samples.png"),
+        "samples_png": sample_grid(run_dir),
     }
+
+
+def sample_grid(run_dir):
+    """The run's grid of samples at temperature 1 (`samples.png`; flows: `samples_T1p0.png`)."""
+    for name in ("samples.png", "samples_T1p0.png"):
+        path = os.path.join(os.path.abspath(run_dir), name)
+        if os.path.exists(path):
+            return path
+    return None
 
 
 def markdown(rows) -> str:
