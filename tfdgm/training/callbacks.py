@@ -267,7 +267,7 @@ class StartupTimer(keras.callbacks.Callback):
     """Records, at the first training step of this process, `state.startup_seconds` (since
     `process_start`, a `time.time()` such as `process_start_time()`: imports included) and
     `state.preparation_seconds` (since `call_start`, when the trainer was called: data, model,
-    compilation probe, first validation), and prints them."""
+    compilation probe, validation reference), and prints them."""
 
     def __init__(self, state: "RunState", process_start: float,
                  call_start: Optional[float] = None, verbose: bool = True):
@@ -286,7 +286,7 @@ class StartupTimer(keras.callbacks.Callback):
         if self.verbose:
             print(f"First training step {self.state.startup_seconds:.1f} s after the process "
                   f"started ({self.state.preparation_seconds:.1f} s of them preparing the run: "
-                  f"data, model, XLA probe, first validation).")
+                  f"data, model, XLA probe, validation reference).")
 
 
 def process_start_time() -> float:

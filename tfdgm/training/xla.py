@@ -27,12 +27,10 @@ its start), from the strategy, the run's length and the steps themselves:
 `false` never compiles. The decision is one line of the run's start banner, e.g.
 `XLA: off, the training step uses StatelessRandomGammaV3, which XLA cannot compile for CPU`.
 
-Results do not depend on the choice beyond the order of floating-point operations, with one
-exception to know about: TensorFlow's stateless float samplers (`tf.random.stateless_normal`,
-`stateless_uniform`) map the same Philox bits to floats differently with and without XLA, so the
-same seed gives other noise (the integer bits, `stateless_uniform(dtype=tf.uint32, minval=None,
-maxval=None)`, agree). Under the default `alg="auto_select"` XLA on a CPU also draws them with a
-slow generator (about 60x slower than `alg="philox"`).
+Results do not depend on the choice beyond the order of floating-point operations: the noise
+of every model comes from `tfdgm.random`, which builds its floats from Philox's integer bits, the
+same inside and outside an XLA cluster (TensorFlow's own float samplers map one seed to other
+floats under XLA, and their default algorithm is about 50x slower there on a CPU).
 """
 
 import dataclasses
@@ -190,8 +188,8 @@ def select(model, strategy, setting, train_dataset, validation_dataset=None,
         consumes nothing of `fit`'s).
       run_steps: the training steps of the whole run, for rule 2 (None: not applied).
       previous: `JitDecision.record()` of the run's start, which a resumed run under `auto`
-        keeps (where its steps still compile), so that it continues with the same steps (XLA
-        draws other noise for the same seed).
+        keeps (where its steps still compile), so that it continues with the same steps (the
+        same noise either way, but other rounding).
       device: the device the steps run on (default: `strategy`'s first).
 
     Raises:
