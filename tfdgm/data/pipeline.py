@@ -64,9 +64,10 @@ resumed run does not see the batches an uninterrupted one would.
 What is held in memory, and what is prepared once
 --------------------------------------------------
 
-A split is decoded from its TFDS records once per process: the stored elements (uint8 images,
-float32 points) of each `(dataset, split, max_examples)` are kept as one numpy array
-(`stored_array`, a small process-wide cache), which the training batches, the evaluation
+A split is decoded from its TFDS records once: the stored elements (uint8 images, float32
+points) of each `(dataset, split, max_examples)` are kept as one numpy array (`stored_array`: a
+`.npy` file beside the prepared records, which later processes load instead of decoding, and a
+small process-wide cache), which the training batches, the evaluation
 splits, `load_images` and `Datasets.images` all read, so preparing a run (a VampPrior's
 pseudo-inputs, an RBM's visible biases, the TensorBoard images) decodes nothing twice. The batched
 evaluation splits are computed once and cached in memory (`.cache()`) when their float32 batches
@@ -87,6 +88,7 @@ every global batch, so the workers' shards are disjoint and the steps equal one 
 """
 
 import collections
+import contextlib
 import dataclasses
 import os
 from typing import Callable, Dict, Optional, Tuple
@@ -329,25 +331,62 @@ _STORED_ARRAYS_KEPT = 6
 def stored_array(spec: DatasetSpec, split: str, config: DataConfig,
                  tfds_data_dir: Optional[str]) -> np.ndarray:
     """All stored elements of `split` (uint8 images or float32 points) as one read-only numpy
-    array, decoded from the prepared records once per process (the last few splits are kept,
-    keyed by dataset, source folder, TFDS folder, split and `max_examples`)."""
+    array.
+
+    Decoded from the prepared records once, then kept beside them as a `.npy` file
+    (`DatasetSpec.array_cache_path`) that later processes load instead of decoding the records
+    again, and in memory for the rest of the process (the last few splits, keyed by dataset,
+    source folder, TFDS folder, split and `max_examples`). A folder that cannot be written only
+    costs the decoding.
+    """
     key = (type(spec).__name__, config.name, spec.data_dir if hasattr(spec, "data_dir") else None,
            tfds_data_dir or os.environ.get("TFDS_DATA_DIR"), split, config.max_examples)
     if key in _STORED_ARRAYS:
         _STORED_ARRAYS.move_to_end(key)
         return _STORED_ARRAYS[key]
-    dataset = spec.as_dataset(split, tfds_data_dir, config.max_examples)
-    batches = list(dataset.batch(4096).as_numpy_iterator())
-    if batches:
-        array = np.concatenate(batches, axis=0)
-    else:
-        array = np.zeros((0,) + tuple(spec.image_shape),
-                         np.uint8 if spec.kind in IMAGE_KINDS else np.float32)
+    path = spec.array_cache_path(split, tfds_data_dir, config.max_examples)
+    array = _load_array(path) if path else None
+    if array is None:
+        array = _decode_split(spec, split, config, tfds_data_dir)
+        if path:
+            _save_array(path, array)
     array.setflags(write=False)
     _STORED_ARRAYS[key] = array
     while len(_STORED_ARRAYS) > _STORED_ARRAYS_KEPT:
         _STORED_ARRAYS.popitem(last=False)
     return array
+
+
+def _decode_split(spec: DatasetSpec, split: str, config: DataConfig,
+                  tfds_data_dir: Optional[str]) -> np.ndarray:
+    dataset = spec.as_dataset(split, tfds_data_dir, config.max_examples)
+    batches = list(dataset.batch(4096).as_numpy_iterator())
+    if batches:
+        return np.concatenate(batches, axis=0)
+    return np.zeros((0,) + tuple(spec.image_shape),
+                    np.uint8 if spec.kind in IMAGE_KINDS else np.float32)
+
+
+def _load_array(path: str) -> Optional[np.ndarray]:
+    """The array saved at `path`, or None if there is none (or it cannot be read)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _save_array(path: str, array: np.ndarray) -> None:
+    """Writes `array` to `path` atomically (a temporary file renamed into place), or nothing
+    where the folder cannot be written."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(temporary, "wb") as file:
+            np.save(file, array, allow_pickle=False)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
 
 
 class _TrainingBatches:

@@ -168,6 +168,21 @@ class DatasetSpec:
         return dataset.map(lambda example: example["image"],
                            num_parallel_calls=tf.data.AUTOTUNE)
 
+    def array_cache_path(self, split: str, tfds_data_dir: Optional[str] = None,
+                         max_examples: Optional[int] = None) -> Optional[str]:
+        """Where the decoded images of `split` (its first `max_examples`) are kept as one `.npy`
+        file: `tfdgm_arrays/` inside the prepared dataset's version folder, so deleting the
+        prepared records (to re-prepare) deletes it too. None for data that is not prepared
+        (generated points) or not in a local folder."""
+        builder = self.prepare(tfds_data_dir)
+        if builder is None:
+            return None
+        folder = str(builder.data_dir)
+        if not os.path.isdir(folder):
+            return None
+        suffix = "" if max_examples is None else f"-first{max_examples}"
+        return os.path.join(folder, "tfdgm_arrays", f"{split}{suffix}.npy")
+
     def check_split(self, split: str, with_labels: bool = False) -> None:
         """Raises a `DataError` for an unknown split, or for labels a dataset does not have."""
         if split not in SPLITS:
