@@ -19,9 +19,9 @@ The two sides differ in more than speed; `--runs` adds tfdgm runs with one diffe
 a time, to find which one costs bits/dim (`tfdgm:KEY=VALUE[,KEY=VALUE]`, keys: the `Glow`
 options `coupling_scale`, `learn_top`, `learn_split_priors`; `conditioner_init`, the
 initializer of the couplings' two hidden convolutions: `glorot_uniform`, Keras' default and
-ours, or `he_normal`, TFP's `GlowDefaultNetwork`'s; and `split_prior_log_std`, the initial
-log-std of the split priors (ours 0; TFP's exit bijector scales the factored-out half by
-`exp(h + 2)`, a prior of std `e^-2` at initialization, i.e. -2):
+ours, or `he_normal`, TFP's `GlowDefaultNetwork`'s; and `split_prior_log_std`, the `Glow`
+option of the split priors' initial log-std (default 0, the paper's; -2 is TFP's start: its
+exit bijector scales the factored-out half by `exp(h + 2)`):
 
     python bench/bench_glow.py --steps 300 --runs tfdgm tfp tfdgm:conditioner_init=he_normal \
         tfdgm:learn_top=false tfdgm:coupling_scale=tanh
@@ -106,17 +106,6 @@ def _reinitialize_conditioners(model, initializer):
                 conv.kernel.assign(init(conv.kernel.shape))
 
 
-def _initialize_split_priors(model, log_std):
-    """Sets the split priors' initial log-std (the bias of their log-std outputs)."""
-    from tfdgm.flows.priors import ConditionalGaussianPrior
-
-    for layer in model._flatten_layers():
-        if isinstance(layer, ConditionalGaussianPrior):
-            bias = layer.conv.bias.numpy()
-            bias[layer.channels:] = log_std
-            layer.conv.bias.assign(bias)
-
-
 def run_tfdgm(args, options):
     import keras
     import tensorflow as tf
@@ -127,14 +116,11 @@ def run_tfdgm(args, options):
     keras.utils.set_random_seed(args.seed)
     options = dict(options)
     conditioner_init = options.pop("conditioner_init", "glorot_uniform")
-    split_prior_log_std = options.pop("split_prior_log_std", 0.)
     model = Glow(train.shape[1:], num_levels=args.levels, num_steps=args.depth,
                  hidden_channels=args.width, **options)
     model.build()
     if conditioner_init != "glorot_uniform":
         _reinitialize_conditioners(model, conditioner_init)
-    if split_prior_log_std:
-        _initialize_split_priors(model, split_prior_log_std)
     optimizer = keras.optimizers.Adam(args.lr)
     optimizer.build(model.trainable_variables)
 

@@ -116,9 +116,10 @@ class GlowFlow(MultiScaleFlow):
     ```
 
     The split priors' `(mean, log std)` come from a zero-initialized 3x3 convolution of the
-    kept half (`ConditionalGaussianPrior`), the top prior's are learned per channel
-    (`LearnedGaussianPrior`, `learn_top=True`), all starting at `N(0, I)` (Kingma & Dhariwal,
-    2018, section 3 and the reference code's `split2d` and `learntop`). For `[32, 32, 3]` images
+    kept half (`ConditionalGaussianPrior`), starting at `N(0, exp(split_prior_log_std)^2 I)`;
+    the top prior's are learned per channel (`LearnedGaussianPrior`, `learn_top=True`) from
+    `N(0, I)` (Kingma & Dhariwal, 2018, section 3 and the reference code's `split2d` and
+    `learntop`, where the split priors also start at `N(0, I)`: `split_prior_log_std=0`). For `[32, 32, 3]` images
     the paper uses `L = 3`, `K = 32`, width 512. Temperature sampling (section 5.4) is
     `sample_from_noise(eps, temperature)`.
 
@@ -139,7 +140,8 @@ class GlowFlow(MultiScaleFlow):
     """ + _REFERENCE
 
     def __init__(self, image_shape, num_levels=3, num_steps=32, hidden_channels=512, lu=True,
-                 scale="sigmoid", learn_top=True, learn_split_priors=True, seed=None, **kwargs):
+                 scale="sigmoid", learn_top=True, learn_split_priors=True,
+                 split_prior_log_std=0.0, seed=None, **kwargs):
         """Creates a Glow flow.
 
         Args:
@@ -152,6 +154,7 @@ class GlowFlow(MultiScaleFlow):
             learn_top: Python `bool`, learned top prior (else `N(0, I)`).
             learn_split_priors: Python `bool`, learned conditional split priors (else
                 `N(0, I)`).
+            split_prior_log_std: Python `float`, the split priors' log-std at initialization.
             seed: Python `int`: the 1x1 convolutions' rotations use `seed + k`; or `None`.
             **kwargs: passed to `keras.layers.Layer` (`name`, `dtype`, ...).
         """
@@ -163,6 +166,7 @@ class GlowFlow(MultiScaleFlow):
         self.scale = scale
         self.learn_top = bool(learn_top)
         self.learn_split_priors = bool(learn_split_priors)
+        self.split_prior_log_std = float(split_prior_log_std)
         self.seed = seed
         height, width, channels = self.image_shape
         factor = 2 ** num_levels
@@ -184,7 +188,8 @@ class GlowFlow(MultiScaleFlow):
             if level < num_levels - 1:
                 if self.learn_split_priors:
                     priors.append(ConditionalGaussianPrior(
-                        channels // 2, dtype=self.network_policy,
+                        channels // 2, initial_log_std=self.split_prior_log_std,
+                        dtype=self.network_policy,
                         name="split_prior_{}".format(level)))
                 channels -= channels // 2
         top = (LearnedGaussianPrior(dtype=self.network_policy, name="top_prior") if learn_top
@@ -195,4 +200,5 @@ class GlowFlow(MultiScaleFlow):
         return {**super().get_config(), "num_levels": self.num_levels,
                 "num_steps": self.num_steps, "hidden_channels": self.hidden_channels,
                 "lu": self.lu, "scale": self.scale, "learn_top": self.learn_top,
-                "learn_split_priors": self.learn_split_priors, "seed": self.seed}
+                "learn_split_priors": self.learn_split_priors,
+                "split_prior_log_std": self.split_prior_log_std, "seed": self.seed}

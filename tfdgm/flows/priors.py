@@ -13,13 +13,14 @@ class ConditionalGaussianPrior(FullPrecision, keras.layers.Layer):
     """Glow's split prior: `p(z_out | z_kept) = N(mean, diag(exp(log_std))^2)`.
 
     ```none
-    (mean, log_std) = conv3x3_zero(z_kept)
+    (mean, log_std - initial_log_std) = conv3x3_zero(z_kept)
     ```
 
     At a split, the flow factors out `z_out` and keeps `z_kept` for the deeper levels; the
     factored-out half gets a Gaussian whose mean and log-std a zero-initialized 3x3 convolution
     of the kept half produces (Kingma & Dhariwal, 2018, `split2d` of the reference code), so the
-    prior starts as `N(0, I)`.
+    prior starts as `N(0, exp(initial_log_std)^2 I)`: `N(0, I)` as in the paper with 0, or
+    std `e^-2` with -2, where TFP's `tfb.Glow` exit bijectors start.
 
     Shapes: `z_kept` is `[B, H, W, C_kept]`; returns `(mean, log_std)`, each
     `[B, H, W, channels]`.
@@ -28,19 +29,22 @@ class ConditionalGaussianPrior(FullPrecision, keras.layers.Layer):
 
     ```python
     prior = ConditionalGaussianPrior(channels=6)
-    mean, log_std = prior(tf.zeros([8, 8, 8, 6]))      # both zero at initialization
+    mean, log_std = prior(tf.zeros([8, 8, 8, 6]))      # 0 and 0 at initialization
     ```
     """
 
-    def __init__(self, channels, **kwargs):
+    def __init__(self, channels, initial_log_std=0.0, **kwargs):
         """Creates the split prior.
 
         Args:
             channels: Python `int`, the channels of the factored-out half.
+            initial_log_std: Python `float`, the log-std at initialization (an offset of the
+                convolution's log-std output).
             **kwargs: passed to `keras.layers.Layer` (`name`, `dtype`, ...).
         """
         super().__init__(**kwargs)
         self.channels = int(channels)
+        self.initial_log_std = float(initial_log_std)
         self.conv = keras.layers.Conv2D(2 * self.channels, 3, padding="same",
                                         kernel_initializer="zeros", bias_initializer="zeros",
                                         dtype=self.network_policy, name="conv")
@@ -50,10 +54,11 @@ class ConditionalGaussianPrior(FullPrecision, keras.layers.Layer):
 
     def call(self, z_kept):
         out = self.full_precision(self.conv(z_kept))
-        return out[..., :self.channels], out[..., self.channels:]
+        return out[..., :self.channels], out[..., self.channels:] + self.initial_log_std
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels}
+        return {**super().get_config(), "channels": self.channels,
+                "initial_log_std": self.initial_log_std}
 
 
 @keras.saving.register_keras_serializable(package="tfdgm")

@@ -462,16 +462,19 @@ class Glow(_MultiScale):
     Options = GlowOptions
 
     def __init__(self, image_shape, num_levels=2, num_steps=8, hidden_channels=128, lu=True,
-                 coupling_scale="sigmoid", learn_top=True, learn_split_priors=True, **kwargs):
+                 coupling_scale="sigmoid", learn_top=True, learn_split_priors=True,
+                 split_prior_log_std=0.0, **kwargs):
         super().__init__(image_shape, **kwargs)
         self.flow = flow_layers.GlowFlow(
             self.image_shape, num_levels=num_levels, num_steps=num_steps,
             hidden_channels=hidden_channels, lu=lu, scale=coupling_scale, learn_top=learn_top,
-            learn_split_priors=learn_split_priors, seed=self.seed, name="glow_flow")
+            learn_split_priors=learn_split_priors, split_prior_log_std=split_prior_log_std,
+            seed=self.seed, name="glow_flow")
         self.architecture = dict(num_levels=int(num_levels), num_steps=int(num_steps),
                                  hidden_channels=int(hidden_channels), lu=bool(lu),
                                  coupling_scale=coupling_scale, learn_top=bool(learn_top),
-                                 learn_split_priors=bool(learn_split_priors))
+                                 learn_split_priors=bool(learn_split_priors),
+                                 split_prior_log_std=float(split_prior_log_std))
 
     @classmethod
     def shape_divisor(cls, options):
@@ -483,6 +486,7 @@ class Glow(_MultiScale):
         return cls(num_levels=m.num_levels, num_steps=m.num_steps,
                    hidden_channels=m.hidden_channels, lu=m.lu, coupling_scale=m.coupling_scale,
                    learn_top=m.learn_top, learn_split_priors=m.learn_split_priors,
+                   split_prior_log_std=m.split_prior_log_std,
                    **cls.common_arguments(config, info))
 
     def get_config(self):

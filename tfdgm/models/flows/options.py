@@ -60,7 +60,9 @@ class GlowOptions(DensityFlowOptions):
     """Glow (Kingma & Dhariwal 2018): `num_levels` levels of `num_steps` steps (actnorm, LU 1x1
     convolution if `lu`, affine coupling of width `hidden_channels` with `coupling_scale`),
     learned split priors and a learned top prior. Images need `H, W` divisible by
-    `2^num_levels`."""
+    `2^num_levels`. `split_prior_log_std`: the split priors' log-std at initialization, 0 as in
+    the paper; -2 is TFP's `tfb.Glow` start, 0.7 bits/dim better after 300 steps on mnist5k
+    (3 seeds) but far worse over the first few dozen steps (docs/RESULTS.md)."""
     name: str = "glow"
     num_levels: int = 2
     num_steps: int = 8
@@ -69,6 +71,7 @@ class GlowOptions(DensityFlowOptions):
     coupling_scale: str = dataclasses.field(default="sigmoid", metadata={"choices": _SCALES})
     learn_top: bool = True
     learn_split_priors: bool = True
+    split_prior_log_std: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()

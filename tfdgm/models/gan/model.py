@@ -24,7 +24,6 @@ gradient penalty are `eps = Phi(n)`, `n` such standard-normal noise (`Phi(n) ~ U
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfdgm import random as tfdgm_random
@@ -200,13 +199,12 @@ class GAN(GenerativeModel):
         if losses.is_wasserstein(self.loss_name):
             terms["wasserstein"] = d_real - d_fake
         if self.loss_name == "wgan_gp":
-            noise = tfdgm_random.normal([batch], tfdgm_random.step_seed(self.seed, step, 1), 0)
+            mixing = tfdgm_random.uniform([batch], tfdgm_random.step_seed(self.seed, step, 1), 0)
 
             def critic(x):
                 return self.full_precision(self.discriminator(x, training=False))
 
-            penalty = losses.gradient_penalty(
-                critic, real, fake, 0.5 * tf.math.erfc(-noise / np.sqrt(2.)))  # Phi(n) ~ U[0, 1]
+            penalty = losses.gradient_penalty(critic, real, fake, mixing)
             terms["gradient_penalty"] = penalty
             per_example = per_example + self.gradient_penalty * penalty
         terms["d_loss"] = tf.reduce_mean(per_example)
@@ -214,11 +212,19 @@ class GAN(GenerativeModel):
 
     def generator_terms(self, real, step, training=False):
         """The generator's loss on `m = len(real)` fresh latents: `{"g_loss": scalar}` (the
-        local mean). `real` only sets `m` here (BiGAN's encoder uses it)."""
+        local mean). `real` sets `m` (BiGAN's encoder uses it) and, in training with batch norm
+        in D, is normalized with the fakes as in the discriminator's update, so the generator
+        descends the function the discriminator was trained as."""
         batch = tf.shape(real)[0]
         z = self.latent_noise(batch, tfdgm_random.step_seed(self.seed, step, 2))
-        d_fake = self.full_precision(
-            self.discriminator(self.generator(z, training=training), training=training))
+        fake = self.generator(z, training=training)
+        if training and self.discriminator.body_has_batch_norm:
+            # The discriminator's update normalizes [real; fake] as one batch: score the fakes
+            # with the same statistics, not with those of a batch of fakes alone.
+            d_fake = self.full_precision(self.discriminator(
+                tf.concat([tf.cast(real, fake.dtype), fake], 0), training=True))[batch:]
+        else:
+            d_fake = self.full_precision(self.discriminator(fake, training=training))
         return {"g_loss": tf.reduce_mean(losses.generator_loss(self.loss_name, d_fake))}
 
     # Steps --------------------------------------------------------------------------------------

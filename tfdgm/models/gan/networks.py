@@ -172,6 +172,7 @@ class Discriminator(_Network):
                          **kwargs)
         _check_shape(network, image_shape)
         self.image_shape = image_shape
+        self.body_has_batch_norm = bool(batch_norm)
         self.body = _trunk(network, image_shape, filters, hidden_units, batch_norm,
                            spectral_norm, power_iterations)
         self.head = _sn(keras.layers.Dense(1), spectral_norm, power_iterations)
