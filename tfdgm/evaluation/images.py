@@ -52,10 +52,12 @@ def sprite(images: np.ndarray) -> np.ndarray:
 
 
 def save_png(grid: np.ndarray, path: str) -> None:
-    """Writes a `[H, W, C]` grid with values in [0, 1] as an 8-bit PNG."""
+    """Writes a `[H, W, C]` grid with values in [0, 1] as an 8-bit PNG; non-finite values (a
+    diverged sample) are drawn black (NaN, -inf) or white (+inf)."""
     from PIL import Image
 
-    pixels = np.clip(np.round(np.asarray(grid) * 255.0), 0, 255).astype(np.uint8)
+    grid = np.nan_to_num(np.asarray(grid, np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    pixels = np.clip(np.round(grid * 255.0), 0, 255).astype(np.uint8)
     if pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     Image.fromarray(pixels).save(path)
