@@ -76,11 +76,14 @@ class RBMLayer(keras.layers.Layer):
             maximum_iterations=steps)
         return v, mean
 
-    def contrastive_divergence_loss(self, v_data, v_negative):
+    def contrastive_divergence_loss(self, v_data, v_negative, free_energy_data=None):
         """The CD surrogate `mean F(v_data) - mean F(v_negative)` over this replica's rows, with
         the negative samples held constant (`tf.stop_gradient`): its gradient is the CD estimate
-        of the negative log-likelihood gradient (module docstring)."""
-        return (tf.reduce_mean(self.free_energy(v_data))
+        of the negative log-likelihood gradient (module docstring). `free_energy_data`: `F(v_data)`
+        `[B]` if the caller has it (computed here otherwise)."""
+        if free_energy_data is None:
+            free_energy_data = self.free_energy(v_data)
+        return (tf.reduce_mean(free_energy_data)
                 - tf.reduce_mean(self.free_energy(tf.stop_gradient(v_negative))))
 
     def reconstruction_error(self, v):

@@ -472,10 +472,11 @@ class RBM(GenerativeModel):
         assign_replica_rows(self.chains, v_negative, begin)
         return v_negative
 
-    def cd_loss(self, v_data, v_negative):
+    def cd_loss(self, v_data, v_negative, free_energy_data=None):
         """The CD surrogate plus `weight_decay / 2 ||W||^2` (this replica's share is divided
-        by the replica count in `train_step`)."""
-        loss = self.rbm.contrastive_divergence_loss(v_data, v_negative)
+        by the replica count in `train_step`); `free_energy_data` as in
+        `contrastive_divergence_loss`."""
+        loss = self.rbm.contrastive_divergence_loss(v_data, v_negative, free_energy_data)
         if self.weight_decay:
             loss += 0.5 * self.weight_decay * tf.reduce_sum(tf.square(self.rbm.kernel))
         return loss
@@ -486,14 +487,18 @@ class RBM(GenerativeModel):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         v_negative = self.negative_samples(v, seed)
         with tf.GradientTape() as tape:
-            loss = self.cd_loss(v, v_negative)
+            free_energy = self.rbm.free_energy(v)
+            loss = self.cd_loss(v, v_negative, free_energy)
             # Keras sums gradients over replicas: scale so N replicas average the global batch.
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
+        # The batch's diagnostics are those of the parameters the step started from, as the
+        # loss is (free energy shared with it): read before the update.
+        reconstruction_error = self.rbm.reconstruction_error(v)
         variables = self.rbm.trainable_variables
         self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         self.trackers["loss"].update_state(loss)
-        self.trackers["free_energy"].update_state(self.rbm.free_energy(v))
-        self.trackers["reconstruction_error"].update_state(self.rbm.reconstruction_error(v))
+        self.trackers["free_energy"].update_state(free_energy)
+        self.trackers["reconstruction_error"].update_state(reconstruction_error)
         return {name: self.trackers[name].result()
                 for name in ("loss", "free_energy", "reconstruction_error")}
 
