@@ -6,7 +6,7 @@ configuration of each family other than the VAE (Glow, WGAN-GP, RBM CD-1).
 The VAE has its own script (`bench/bench_vae.py`); this one applies the same method to
 
 * `glow`: `configs/flows/glow_fashion_mnist.yaml` reduced to fit a CPU budget, with
-  `data.name=mnist5k` (grey 28 x 28 like Fashion-MNIST, which is not on this machine offline),
+  `data.name=mnist5k` (grey 28 x 28 like Fashion-MNIST, and prepared in seconds everywhere),
   `model.num_steps=4`, `model.hidden_channels=64` (two levels as configured) and epochs of
   `training.steps_per_epoch=20` batches of 64;
 * `wgan_gp`: `configs/gan/wgan_gp_mnist5k.yaml` as it is (12 steps of 320 examples an epoch,
