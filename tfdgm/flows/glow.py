@@ -119,8 +119,8 @@ class GlowFlow(MultiScaleFlow):
     kept half (`ConditionalGaussianPrior`), starting at `N(0, exp(split_prior_log_std)^2 I)`;
     the top prior's are learned per channel (`LearnedGaussianPrior`, `learn_top=True`) from
     `N(0, I)` (Kingma & Dhariwal, 2018, section 3 and the reference code's `split2d` and
-    `learntop`, where the split priors also start at `N(0, I)`: `split_prior_log_std=0`). For `[32, 32, 3]` images
-    the paper uses `L = 3`, `K = 32`, width 512. Temperature sampling (section 5.4) is
+    `learntop`, where the split priors also start at `N(0, I)`: `split_prior_log_std=0`). For
+    `[32, 32, 3]` images the paper uses `L = 3`, `K = 32`, width 512. Temperature sampling (section 5.4) is
     `sample_from_noise(eps, temperature)`.
 
     The API (`log_prob_parts`, `encode`, `decode`, `encode_to_noise`, `sample_from_noise`,

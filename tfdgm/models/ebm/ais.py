@@ -150,7 +150,7 @@ def _ais_loop(weights, visible_bias, hidden_bias, base_bias, betas, num_chains, 
     seeds = tf.random.experimental.stateless_split(seed, 2)
     if gaussian:
         v = base_bias + base_sigma * tfdgm_random.stateless_normal([num_chains, num_visible],
-                                                                seeds[0], dtype=dtype)
+                                                                   seeds[0], dtype=dtype)
         scale = 1.0 / sigma
     else:
         v = energy.bernoulli_from_uniform(
@@ -186,15 +186,16 @@ def _ais_loop(weights, visible_bias, hidden_bias, base_bias, betas, num_chains, 
         if gaussian:
             w_k, b_k, _, sigma_k, _ = gaussian_intermediate(
                 beta_t, weights, visible_bias, hidden_bias, sigma, base_bias, base_sigma)
-            v = energy.gaussian_visible_mean(h, w_k, b_k, sigma_k) + sigma_k * (
-                tfdgm_random.stateless_normal([num_chains, num_visible], step_seeds[1], dtype=dtype))
+            noise = tfdgm_random.stateless_normal([num_chains, num_visible], step_seeds[1],
+                                                  dtype=dtype)
+            v = energy.gaussian_visible_mean(h, w_k, b_k, sigma_k) + sigma_k * noise
         else:
             logits = (1 - beta_t) * base_bias + beta_t * (
                 tf.matmul(h, weights, transpose_b=True) + visible_bias)
             v = energy.bernoulli_from_uniform(
                 tf.sigmoid(logits),
                 tfdgm_random.stateless_uniform([num_chains, num_visible], step_seeds[1],
-                                            dtype=dtype))
+                                               dtype=dtype))
         return k + 1, v, log_w
 
     num_steps = tf.shape(betas)[0]

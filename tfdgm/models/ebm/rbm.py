@@ -21,9 +21,9 @@ divided by the number of replicas so that the summed replica gradients average t
 Persistent chains under `tf.distribute`: the fantasy particles are one non-trainable Keras
 variable `chains [C, D]` (mirrored, `aggregation="only_first_replica"`, saved in checkpoints)
 holding the chains of the *global* batch. Replica `r` of `N` advances rows `[r C / N,
-(r + 1) C / N)` with the noise one device would draw for those rows (`tfdgm.random.uniform`), and the
-replicas rebuild the whole updated variable with one all-reduce (each contributes its rows, zero
-elsewhere) before every replica assigns the same value. One device and N replicas therefore run
+(r + 1) C / N)` with the noise one device would draw for those rows (`tfdgm.random.uniform`),
+and the replicas rebuild the whole updated variable with one all-reduce (each contributes its
+rows, zero elsewhere) before every replica assigns the same value. One device and N replicas therefore run
 the same chains and take the same steps; `C` must be divisible by `N`.
 """
 

@@ -62,7 +62,7 @@ class GlowOptions(DensityFlowOptions):
     learned split priors and a learned top prior. Images need `H, W` divisible by
     `2^num_levels`. `split_prior_log_std`: the split priors' log-std at initialization, 0 as in
     the paper; -2 is TFP's `tfb.Glow` start, 0.7 bits/dim better after 300 steps on mnist5k
-    (3 seeds) but far worse over the first few dozen steps (docs/RESULTS.md)."""
+    (3 seeds) but far worse on a tiny model's short run (docs/RESULTS.md)."""
     name: str = "glow"
     num_levels: int = 2
     num_steps: int = 8

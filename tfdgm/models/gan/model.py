@@ -20,7 +20,7 @@ and every loss, penalty and logged term are float32 (`full_precision`).
 Noise is stateless and drawn for the global batch (`tfdgm.random.normal`, each replica takes its
 rows), keyed on the generator optimizer's step and a stream per use, so replicas draw different
 latents and one device and N replicas take the same step. The interpolation weights of the
-gradient penalty are `eps = Phi(n)`, `n` such standard-normal noise (`Phi(n) ~ U[0, 1]`).
+gradient penalty are uniform noise drawn the same way (`tfdgm.random.uniform`).
 """
 
 import keras

@@ -126,5 +126,5 @@ class GaussianLikelihood(Likelihood):
 
     def sample(self, params, seed):
         mean, log_scale = self.split(params)
-        return mean + tf.exp(log_scale) * tfdgm_random.stateless_normal(tf.shape(mean), seed,
-                                                                     dtype=mean.dtype)
+        noise = tfdgm_random.stateless_normal(tf.shape(mean), seed, dtype=mean.dtype)
+        return mean + tf.exp(log_scale) * noise
