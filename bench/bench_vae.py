@@ -5,17 +5,20 @@
 Times the gated-MLP VAE of `configs/vae_static_mnist.yaml` (300-300, z = 40, Bernoulli, Adam
 5e-4, batch 100) on static binarized MNIST (50000 training images, 500 steps an epoch); without
 `--data-dir` (no `binarized_mnist.npz`) the same network on the 4000 mnist5k training digits,
-dynamically binarized. One process, the same batches, five paths:
+dynamically binarized. One process, the same batches, six paths:
 
 * `library_default`: what `make train` does in an epoch, through the library's own functions as
   `tfdgm.training.train` calls them: the run's strategy (`make_strategy`: one device), the model
   built from the config (`tfdgm.experiment.build_model`), compiled with the run's optimizers,
   its steps compiled or not by `tfdgm.training.xla.select` for the config's default
-  `training.jit_compile` (`auto`), trained by `model.fit` on the run's resumable training stream
+  `training.jit_compile` (`auto`) and run `training.steps_per_execution` (`auto`) steps a call
+  (`tfdgm.training.execution`), trained by `model.fit` on the run's resumable training stream
   (`load_training_datasets`) with the per-batch callbacks of a run (the family's, the NaN guard,
   the progress bar), minus the epoch-end validation, checkpoint and TensorBoard writes (those
   are in `bench/bench_command.py`);
 * `library_xla`, `library_no_xla`: the same with `training.jit_compile` forced to true / false;
+* `library_one_step`: the default with one training step a call (`training.steps_per_execution:
+  1`);
 * `bare`: the same encoder, decoder and posterior heads, a hand-written ELBO and Adam step in a
   `tf.function` without XLA, looping over the same batches held in memory (no input pipeline);
 * `bare_xla`: that step compiled with XLA.
@@ -59,6 +62,10 @@ try:  # the `training.jit_compile: auto` decision (issue 12)
     from tfdgm.training import xla  # noqa: E402
 except ImportError:
     xla = None
+try:  # `training.steps_per_execution: auto` (issue 12)
+    from tfdgm.training import execution  # noqa: E402
+except ImportError:
+    execution = None
 
 CONFIG = "configs/vae_static_mnist.yaml"
 PHILOX = "philox"
@@ -164,6 +171,12 @@ class LibraryEpochs:
                 self.decision = xla.select(self.model, self.strategy,
                                            config.training.jit_compile, self.datasets.train,
                                            train_lib._probe_batches(self.datasets, config))
+            self.execution = None
+            if execution is not None:
+                self.execution = execution.choose(
+                    config.training.steps_per_execution, self.steps,
+                    self.decision.train if self.decision else False, multi_worker=False)
+                execution.apply(self.model, self.execution)
         self.callbacks = self.model.training_callbacks(config) + [
             cb.NonFiniteGuard(checkpoint_dir, self.model.watched_terms)]
         self.epoch = 0
@@ -192,12 +205,14 @@ class LibraryEpochs:
         return sum(self.fit(1))
 
     def jit_compile_used(self):
-        """Whether the training step was compiled with XLA, and the library's reason."""
+        """Whether the training step was compiled with XLA, and the library's reason; the
+        training steps a call of the training function."""
+        steps = {"steps_per_execution": int(self.model.steps_per_execution)}
         if self.decision is not None:
             return {"train": self.decision.train, "test": self.decision.test,
                     "decision": self.decision.describe(),
-                    "probe_seconds": round(self.decision.probe_seconds, 3)}
-        return {"train": bool(getattr(self.model, "jit_compile", None))}
+                    "probe_seconds": round(self.decision.probe_seconds, 3), **steps}
+        return {"train": bool(getattr(self.model, "jit_compile", None)), **steps}
 
     def batches(self):
         """The first epoch's batches of the run's training stream, as tensors in memory."""
@@ -263,7 +278,8 @@ def bare_model(config, info):
 
 
 LIBRARY_VARIANTS = {"library_default": [], "library_xla": ["training.jit_compile=true"],
-                    "library_no_xla": ["training.jit_compile=false"]}
+                    "library_no_xla": ["training.jit_compile=false"],
+                    "library_one_step": ["training.steps_per_execution=1"]}
 BARE_VARIANTS = {"bare": False, "bare_xla": True}
 PATHS = tuple(LIBRARY_VARIANTS) + tuple(BARE_VARIANTS)
 

@@ -69,6 +69,11 @@ class TrainingConfig:
       kernels); `true` compiles them with XLA or stops with a `ConfigError` naming why it
       cannot; `false` never uses XLA (`tfdgm.training.xla`). The choice changes speed and
       the order of floating-point operations, not the noise (`tfdgm.random`).
+    * `steps_per_execution`: training steps a call of the training function. `auto` (default)
+      runs the largest divisor of the epoch's steps up to 32 a call when the training step is
+      XLA-compiled and one otherwise; an integer must divide the epoch's steps
+      (`tfdgm.training.execution`). It changes speed and how often batch-level callbacks run,
+      not the results.
     * `precision`: `float32`, `mixed_float16` or `mixed_bfloat16` (`tfdgm.precision`).
     """
     epochs: int = 100
@@ -77,6 +82,7 @@ class TrainingConfig:
     image_every_epochs: int = 1
     validate_every: int = 1
     jit_compile: Any = "auto"
+    steps_per_execution: Any = "auto"
     precision: str = dataclasses.field(default="float32", metadata={"choices": PRECISIONS})
 
     def __post_init__(self):
@@ -94,6 +100,13 @@ class TrainingConfig:
             raise ConfigError(f"training.jit_compile: {jit!r} is not one of auto, true, false "
                               f"(auto: XLA where the steps compile and it pays; true: always "
                               f"XLA; false: never).")
+        steps = self.steps_per_execution
+        if isinstance(steps, str) and steps.lower() == "auto":
+            object.__setattr__(self, "steps_per_execution", "auto")
+        elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"training.steps_per_execution: {steps!r} is neither auto nor a "
+                              f"positive integer (auto: several steps a call for XLA-compiled "
+                              f"steps; N: N steps a call, a divisor of the epoch's steps).")
 
     def validates(self, epoch: int) -> bool:
         """Whether epoch `epoch` (0-based) is validated: every `validate_every`-th and the

@@ -40,10 +40,11 @@ from tfdgm import config as config_lib
 from tfdgm.training import projector
 
 # Config keys that say how a run is evaluated, exported, placed, displayed or executed, not what
-# it is (`training.jit_compile` picks how the steps run; the run's decision is in metrics.json).
+# it is (`training.jit_compile` and `training.steps_per_execution` pick how the steps run; the
+# run's choices are in metrics.json).
 NOT_HYPERPARAMETERS = ("evaluation.", "export.", "distribute.", "data.data_dir",
                        "data.eval_batch_size", "training.image_every_epochs",
-                       "training.jit_compile")
+                       "training.jit_compile", "training.steps_per_execution")
 
 
 def flatten_config(tree, prefix=""):

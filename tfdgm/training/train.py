@@ -41,13 +41,14 @@ from tfdgm.evaluation import save_png
 from tfdgm.optimizers import make_optimizers, unwrap
 from tfdgm.precision import with_loss_scaling
 from tfdgm.training import callbacks as cb
-from tfdgm.training import xla
+from tfdgm.training import execution, xla
 from tfdgm.training.strategy import is_chief, make_strategy
 
 # Keys that may change between a run and its resumption (a lower learning rate or a clipnorm is
 # what the NaN guard advises: the new values replace those of the restored optimizer state).
 RESUMABLE_CHANGES = ("training.epochs", "training.patience", "training.image_every_epochs",
-                     "training.validate_every", "training.jit_compile", "evaluation", "export",
+                     "training.validate_every", "training.jit_compile",
+                     "training.steps_per_execution", "evaluation", "export",
                      "distribute", "data.data_dir", "data.eval_batch_size")
 RESUMABLE_OPTIMIZER_KEYS = ("learning_rate", "clipnorm")
 
@@ -274,7 +275,7 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start,
     fresh = state is None
     state = state or cb.RunState()
 
-    decision = None
+    decision = steps_per_call = None
     if not finished:
         steps = config.training.steps_per_epoch or datasets.steps_per_epoch
         first_validation_batch = _probe_batches(datasets, config)
@@ -284,10 +285,14 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start,
                                   run_steps=config.training.epochs * steps, previous=state.xla,
                                   device=_devices(shown)[0])
         state.xla = decision.record()
+        steps_per_call = execution.choose(config.training.steps_per_execution, steps,
+                                          decision.train, multi_worker)
+        execution.apply(model, steps_per_call)
         if fresh and model.monitor is not None and not multi_worker:
             state.initial_value = _initial_value(model, first_validation_batch)
         if chief:
-            for line in banner(config, run, datasets, model, shown, decision, state):
+            for line in banner(config, run, datasets, model, shown, decision, state,
+                               steps_per_call):
                 print(line)
 
     logger = None
@@ -317,7 +322,8 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start,
             model = _local_model(config, datasets.info)
         logger.set_model(model)
         metrics = evaluate(model, datasets, config, run, state,
-                           strategy=None if multi_worker else strategy, decision=decision)
+                           strategy=None if multi_worker else strategy, decision=decision,
+                           steps_per_call=steps_per_call)
         logger.log_test_metrics(metrics, step=max(state.epochs_done, 1))
     if multi_worker:
         _barrier(strategy)  # no worker leaves before the chief is done (heartbeats)
@@ -356,7 +362,8 @@ def _count(variables) -> int:
     return int(sum(np.prod(v.shape) for v in variables))
 
 
-def banner(config, run, datasets, model, strategy, decision, state) -> list:
+def banner(config, run, datasets, model, strategy, decision, state,
+           steps_per_call: Optional[execution.Execution] = None) -> list:
     """The lines printed before training (module docstring)."""
     info, training = datasets.info, config.training
     sizes = info.num_examples
@@ -379,6 +386,7 @@ def banner(config, run, datasets, model, strategy, decision, state) -> list:
         f"  strategy    {type(strategy).__name__}, {replicas} replica"
         f"{'s' if replicas > 1 else ''} ({devices})",
         f"  compilation {decision.describe() if decision else 'none'}",
+        *([f"  execution   {steps_per_call.describe()}"] if steps_per_call else []),
         f"  precision   {training.precision}",
         f"  tensorboard tensorboard --logdir {run.logs}",
     ]
@@ -424,14 +432,16 @@ def _barrier(strategy):
 
 def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = None,
              write: bool = True, strategy: Optional[tf.distribute.Strategy] = None,
-             decision: Optional[xla.JitDecision] = None) -> Dict[str, Any]:
+             decision: Optional[xla.JitDecision] = None,
+             steps_per_call: Optional[execution.Execution] = None) -> Dict[str, Any]:
     """Restores the best checkpoint and computes the model's test figures
     (`model.evaluate_test`, and the sample quality of `model.sample` when
     `evaluation.sample_quality_samples` > 0); writes `metrics.json` and the image grids.
 
     With the run's `state`, the metrics also hold its training record (epochs, best epoch,
     seconds, `startup_seconds`) and, when it has any, its `warnings` (a list of sentences);
-    with `decision`, which steps ran under XLA.
+    with `decision`, which steps ran under XLA; with `steps_per_call`, the training steps a
+    call of the training function.
     """
     with (strategy or tf.distribute.get_strategy()).scope():
         restore(model, run.checkpoint("best"))
@@ -452,6 +462,8 @@ def evaluate(model, datasets, config, run: Run, state: Optional[cb.RunState] = N
             metrics["warnings"] = warnings
     if decision is not None:
         metrics.update(xla_training_step=decision.train, xla_evaluation_step=decision.test)
+    if steps_per_call is not None:
+        metrics.update(steps_per_execution=steps_per_call.steps)
     if write:  # the grids first: metrics.json marks a finished run, so it comes last
         images = _test_images(datasets)
         grids = model.image_grids(images, seed=config.seed)
