@@ -173,9 +173,9 @@ class LibraryEpochs:
                                            train_lib._probe_batches(self.datasets, config))
             self.execution = None
             if execution is not None:
-                self.execution = execution.choose(
-                    config.training.steps_per_execution, self.steps,
-                    self.decision.train if self.decision else False, multi_worker=False)
+                self.execution = execution.choose(config.training.steps_per_execution,
+                                                  self.steps,
+                                                  self.strategy.num_replicas_in_sync)
                 execution.apply(self.model, self.execution)
         self.callbacks = self.model.training_callbacks(config) + [
             cb.NonFiniteGuard(checkpoint_dir, self.model.watched_terms)]

@@ -70,10 +70,9 @@ class TrainingConfig:
       cannot; `false` never uses XLA (`tfdgm.training.xla`). The choice changes speed and
       the order of floating-point operations, not the noise (`tfdgm.random`).
     * `steps_per_execution`: training steps a call of the training function. `auto` (default)
-      runs the largest divisor of the epoch's steps up to 32 a call when the training step is
-      XLA-compiled and one otherwise; an integer must divide the epoch's steps
-      (`tfdgm.training.execution`). It changes speed and how often batch-level callbacks run,
-      not the results.
+      runs the largest divisor of the epoch's steps up to 32 a call (one on several replicas);
+      an integer must divide the epoch's steps (`tfdgm.training.execution`). It changes
+      speed and how often batch-level callbacks run, not the results.
     * `precision`: `float32`, `mixed_float16` or `mixed_bfloat16` (`tfdgm.precision`).
     """
     epochs: int = 100
@@ -105,8 +104,8 @@ class TrainingConfig:
             object.__setattr__(self, "steps_per_execution", "auto")
         elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"training.steps_per_execution: {steps!r} is neither auto nor a "
-                              f"positive integer (auto: several steps a call for XLA-compiled "
-                              f"steps; N: N steps a call, a divisor of the epoch's steps).")
+                              f"positive integer (auto: up to 32 steps a call; N: N steps a "
+                              f"call, a divisor of the epoch's steps).")
 
     def validates(self, epoch: int) -> bool:
         """Whether epoch `epoch` (0-based) is validated: every `validate_every`-th and the

@@ -1,7 +1,8 @@
 """`training.steps_per_execution`: what `auto` and an integer choose, the errors for settings that
 cannot work, and that several steps a call change nothing of a run: weights, optimizer states,
-metrics and noise after an epoch are those of one step a call, with XLA and without, and a run
-resumed with another setting ends where an uninterrupted one does."""
+metrics and noise after an epoch are those of one step a call, with XLA (VAE, RBM, WGAN-GP) and
+without (Glow: convolutions on a CPU), and a run resumed with another setting ends where an
+uninterrupted one does."""
 
 import json
 
@@ -20,33 +21,33 @@ from test_xla import FAMILIES, every_array, one_device
 
 @pytest.mark.parametrize("steps_per_epoch, expected", [(500, 25), (40, 20), (12, 12), (600, 30),
                                                        (37, 1), (1, 1)])
-def test_auto_batches_the_largest_divisor_up_to_the_limit_for_compiled_steps(steps_per_epoch,
-                                                                             expected):
-    chosen = execution.choose("auto", steps_per_epoch, compiled=True, multi_worker=False)
+def test_auto_runs_the_largest_divisor_of_the_epoch_up_to_the_limit(steps_per_epoch, expected):
+    chosen = execution.choose("auto", steps_per_epoch)
     assert chosen.steps == expected
     assert steps_per_epoch % chosen.steps == 0 and chosen.steps <= execution.AUTO_LIMIT
 
 
-def test_auto_runs_one_step_a_call_for_steps_without_xla_and_under_multi_worker():
-    plain = execution.choose("auto", 500, compiled=False, multi_worker=False)
-    assert plain.steps == 1 and "not XLA-compiled" in plain.describe()
-    workers = execution.choose("auto", 500, compiled=True, multi_worker=True)
-    assert workers.steps == 1 and "multi-worker loop" in workers.describe()
+def test_auto_runs_one_step_a_call_on_several_replicas():
+    replicated = execution.choose("auto", 500, replicas=2)
+    assert replicated.steps == 1 and "2 replicas (keras#19246)" in replicated.describe()
 
 
 def test_an_integer_is_used_as_given_where_it_divides_the_epoch():
-    assert execution.choose(4, 500, compiled=False, multi_worker=False).steps == 4
-    assert execution.choose(1, 7, compiled=True, multi_worker=True).steps == 1
+    assert execution.choose(4, 500).steps == 4
+    assert execution.choose(1, 7, replicas=2).steps == 1
 
 
 def test_an_integer_that_does_not_divide_the_epoch_is_refused_naming_the_divisors():
     with pytest.raises(ConfigError) as error:
-        execution.choose(7, 40, compiled=True, multi_worker=False)
+        execution.choose(7, 40)
     message = str(error.value)
     assert "training.steps_per_execution: 7 does not divide the 40 steps" in message
     assert "(up to 32: 1, 2, 4, 5, 8, 10, 20)" in message and "auto" in message
-    with pytest.raises(ConfigError, match="multi-worker loop runs one step a call"):
-        execution.choose(4, 40, compiled=False, multi_worker=True)
+
+
+def test_several_steps_a_call_on_several_replicas_are_refused_naming_the_keras_issue():
+    with pytest.raises(ConfigError, match="on 2 replicas, where Keras 3.15's loop .*keras#19246"):
+        execution.choose(4, 40, replicas=2)
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "many", "true", "2.5"])
@@ -73,9 +74,10 @@ class CallCounter(keras.callbacks.Callback):
 
 
 def _epoch(family, steps_per_call, steps=6):
-    """Every array of a model of `family` after one XLA-compiled epoch of `steps` steps at
-    `steps_per_call` steps a call, and the batches the batch-end hook saw."""
-    raw, _ = FAMILIES[family]
+    """Every array of a model of `family` after one epoch of `steps` steps at `steps_per_call`
+    steps a call (XLA-compiled where `auto` compiles the family on a CPU), and the batches the
+    batch-end hook saw."""
+    raw, compiles = FAMILIES[family]
     config = experiment.from_dict({"name": "execution", **raw})
     datasets = load_training_datasets(config, 0)
     strategy = one_device()
@@ -83,16 +85,17 @@ def _epoch(family, steps_per_call, steps=6):
         keras.utils.set_random_seed(0)
         model = experiment.build_model(config, datasets.info)
         model.compile_for_training(run_optimizers(model, config), jit_compile=False)
-        xla.select(model, strategy, True, datasets.train, datasets.validation)
-        execution.apply(model, execution.choose(steps_per_call, steps, True, False))
+        decision = xla.select(model, strategy, compiles, datasets.train, datasets.validation)
+        assert decision.train == compiles
+        execution.apply(model, execution.choose(steps_per_call, steps))
         counter = CallCounter()
         model.fit(datasets.train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False,
                   callbacks=[counter])
     return every_array(model), counter.calls
 
 
-@pytest.mark.parametrize("family", ["vae_gaussian", "rbm", "wgan_gp"])
-def test_several_compiled_steps_a_call_end_the_epoch_with_the_same_arrays(family):
+@pytest.mark.parametrize("family", ["vae_gaussian", "rbm", "wgan_gp", "glow"])
+def test_several_steps_a_call_end_the_epoch_with_the_same_arrays(family):
     one, one_calls = _epoch(family, 1)
     three, three_calls = _epoch(family, 3)
     assert one_calls == [0, 1, 2, 3, 4, 5] and three_calls == [2, 5]  # the setting took effect

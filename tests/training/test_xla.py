@@ -170,6 +170,7 @@ def test_two_replicas_train_without_xla_saying_why_and_true_is_refused(mirrored,
     assert ("XLA: off, MirroredStrategy runs the step on 2 replicas and XLA compiles a step "
             "for one device") in out
     assert metrics["xla_training_step"] is False and np.isfinite(metrics["test_elbo"])
+    assert metrics["steps_per_execution"] == 1  # keras#19246: one step a call on 2 replicas
     forced = experiment.from_dict({**TINY_RUN, "training": {"epochs": 1, "jit_compile": True}})
     with pytest.raises(ConfigError, match="jit_compile: true, but MirroredStrategy runs"):
         train_and_evaluate(forced, str(tmp_path / "forced"), strategy=mirrored)

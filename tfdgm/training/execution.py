@@ -2,27 +2,26 @@
 runs.
 
 With one step a call, `fit` returns to Python after every step: it fetches the step's logs,
-calls the callbacks and dispatches the next call. For a small compiled step that host round trip
-is a large share of the step. On 2 CPU cores it was about 1.2 ms of the static-MNIST VAE's 7.7 ms
-XLA step (the library epoch took 0.89x the bare non-XLA step with one step a call, and 0.75x
-with 10; `bench/bench_vae.py`). With `N` steps a call, Keras runs them in one `tf.while_loop`
-(its `steps_per_execution`). The inner step is the same function, compiled or not, so the
-weights, metrics and noise after an epoch do not change (`tests/training/test_execution.py`).
-What changes: batch-level callbacks (`on_train_batch_begin`/`_end`, and the progress bar) run
-once a call, with the logs of its last step. The library's own callbacks act per epoch.
+calls the callbacks and dispatches the next call. For a short step that host round trip is a
+large share of the step. On 2 CPU cores the static-MNIST VAE's library epoch took 0.93x the bare
+non-XLA step at one XLA step a call and 0.75x at 25; the RBM's CD-1 epoch 1.20x and 1.00x;
+a reduced Glow's (uncompiled, convolutional, about 60 ms a step) 1.01x and 0.96x at 20
+(`bench/bench_vae.py`, `bench/bench_steps.py`, docs/RESULTS.md). With `N` steps a call, Keras
+runs them in one `tf.while_loop` (its `steps_per_execution`) around the same step function,
+compiled or not, so the weights, metrics and noise after an epoch do not change
+(`tests/training/test_execution.py`). What changes: batch-level callbacks
+(`on_train_batch_begin`/`_end`, and the progress bar) run once a call, with the logs of its last
+step. The library's own callbacks act per epoch.
 
-`auto` (the default) chooses:
+`auto` (the default) runs the largest divisor of the epoch's steps up to `AUTO_LIMIT` a call: an
+epoch then ends on a call's boundary, since Keras would otherwise run a whole last call past it.
+It runs one step a call on more than one replica: Keras 3.15's loop of several steps fails under
+`MirroredStrategy`, even for a `Sequential` model ("You must feed a value for placeholder tensor
+'while/body/.../while/cond/Placeholder'", keras#19246), and the multi-worker loop
+(`tfdgm.training.loop`) calls one step at a time.
 
-* when the training step is XLA-compiled (`tfdgm.training.xla`), the largest divisor of the
-  epoch's steps up to `AUTO_LIMIT`: an epoch then ends on a call's boundary, since Keras would
-  otherwise run a whole last call past it;
-* one step a call otherwise. A step that XLA does not compile is a convolutional step on a CPU,
-  or a step on several replicas or workers, or one with ops that XLA lacks; it is either long
-  (tens to hundreds of ms, where the round trip is noise) or runs in a loop that calls one step
-  at a time (the multi-worker loop). One step a call also keeps the progress bar fine-grained.
-
-An integer forces that many steps a call. It must divide the epoch's steps, and be 1 under the
-multi-worker loop; otherwise `choose` raises a `ConfigError` that names the divisors.
+An integer forces that many steps a call. It must divide the epoch's steps, and be 1 on more
+than one replica; otherwise `choose` raises a `ConfigError` that says why.
 """
 
 import dataclasses
@@ -30,9 +29,9 @@ import dataclasses
 from tfdgm.errors import ConfigError
 
 AUTO_LIMIT = 32
-"""The most steps a call that `auto` chooses. On 2 CPU cores the VAE epoch took 0.75x the bare
-step with 10 a call and 0.73x with 100, so most of the gain is there by 10. A limit of 32 keeps
-the progress bar's updates frequent."""
+"""The most steps a call that `auto` chooses. The VAE epoch took 0.75x the bare step at 10 a call
+and 0.73x at 100, so most of the gain is there by 10; 32 keeps the progress bar's updates
+frequent (every 32 steps at most)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,31 +50,29 @@ def divisors(n: int, limit: int) -> list:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
-def choose(setting, steps_per_epoch: int, compiled: bool, multi_worker: bool) -> Execution:
+def choose(setting, steps_per_epoch: int, replicas: int = 1) -> Execution:
     """The steps a call for `training.steps_per_execution` (`setting`: "auto" or an int).
 
     Args:
       setting: `training.steps_per_execution`.
       steps_per_epoch: the training steps of an epoch.
-      compiled: whether the training step is XLA-compiled (`JitDecision.train`).
-      multi_worker: whether the run trains with the multi-worker loop, which runs one step
-        a call.
+      replicas: the replicas the steps run on (`strategy.num_replicas_in_sync`; the
+        multi-worker loop always has more than one).
 
     Raises:
       ConfigError: `setting` is an int that does not divide `steps_per_epoch`, or is more than
-        1 under the multi-worker loop.
+        1 on more than one replica.
     """
     if setting == "auto":
-        if multi_worker:
-            return Execution(1, "the multi-worker loop runs one step a call")
-        if not compiled:
-            return Execution(1, "auto: the training step is not XLA-compiled")
+        if replicas > 1:
+            return Execution(1, f"auto: one step a call on {replicas} replicas (keras#19246)")
         steps = divisors(steps_per_epoch, AUTO_LIMIT)[-1]
         return Execution(steps, f"auto: the largest divisor of the epoch's {steps_per_epoch} "
-                                f"steps up to {AUTO_LIMIT}, for an XLA-compiled step")
-    if multi_worker and setting != 1:
-        raise ConfigError(f"training.steps_per_execution: {setting}, but the multi-worker loop "
-                          f"runs one step a call. Set training.steps_per_execution: auto or 1.")
+                                f"steps up to {AUTO_LIMIT}")
+    if replicas > 1 and setting != 1:
+        raise ConfigError(f"training.steps_per_execution: {setting}, but the steps run on "
+                          f"{replicas} replicas, where Keras 3.15's loop of several steps a call "
+                          f"fails (keras#19246). Set training.steps_per_execution: auto or 1.")
     if steps_per_epoch % setting:
         options = ", ".join(map(str, divisors(steps_per_epoch, max(AUTO_LIMIT, setting))))
         raise ConfigError(f"training.steps_per_execution: {setting} does not divide the "
