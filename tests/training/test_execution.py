@@ -32,6 +32,13 @@ def test_auto_runs_one_step_a_call_on_several_replicas():
     assert replicated.steps == 1 and "2 replicas (keras#19246)" in replicated.describe()
 
 
+def test_auto_runs_one_step_a_call_under_the_multi_worker_loop_even_on_one_replica():
+    workers = execution.choose("auto", 500, replicas=1, multi_worker=True)
+    assert workers.steps == 1 and "multi-worker loop" in workers.describe()
+    with pytest.raises(ConfigError, match="the multi-worker loop runs one step a call"):
+        execution.choose(4, 40, multi_worker=True)
+
+
 def test_an_integer_is_used_as_given_where_it_divides_the_epoch():
     assert execution.choose(4, 500).steps == 4
     assert execution.choose(1, 7, replicas=2).steps == 1

@@ -50,25 +50,32 @@ def divisors(n: int, limit: int) -> list:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
-def choose(setting, steps_per_epoch: int, replicas: int = 1) -> Execution:
+def choose(setting, steps_per_epoch: int, replicas: int = 1,
+           multi_worker: bool = False) -> Execution:
     """The steps a call for `training.steps_per_execution` (`setting`: "auto" or an int).
 
     Args:
       setting: `training.steps_per_execution`.
       steps_per_epoch: the training steps of an epoch.
-      replicas: the replicas the steps run on (`strategy.num_replicas_in_sync`; the
-        multi-worker loop always has more than one).
+      replicas: the replicas the steps run on (`strategy.num_replicas_in_sync`).
+      multi_worker: whether the multi-worker loop trains the run (one step a call, whatever
+        the model says).
 
     Raises:
       ConfigError: `setting` is an int that does not divide `steps_per_epoch`, or is more than
-        1 on more than one replica.
+        1 on more than one replica or under the multi-worker loop.
     """
     if setting == "auto":
+        if multi_worker:
+            return Execution(1, "the multi-worker loop runs one step a call")
         if replicas > 1:
             return Execution(1, f"auto: one step a call on {replicas} replicas (keras#19246)")
         steps = divisors(steps_per_epoch, AUTO_LIMIT)[-1]
         return Execution(steps, f"auto: the largest divisor of the epoch's {steps_per_epoch} "
                                 f"steps up to {AUTO_LIMIT}")
+    if multi_worker and setting != 1:
+        raise ConfigError(f"training.steps_per_execution: {setting}, but the multi-worker loop "
+                          f"runs one step a call. Set training.steps_per_execution: auto or 1.")
     if replicas > 1 and setting != 1:
         raise ConfigError(f"training.steps_per_execution: {setting}, but the steps run on "
                           f"{replicas} replicas, where Keras 3.15's loop of several steps a call "

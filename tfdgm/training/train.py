@@ -286,7 +286,7 @@ def _train_and_evaluate(config, run, strategy, chief, process_start, call_start,
                                   device=_devices(shown)[0])
         state.xla = decision.record()
         steps_per_call = execution.choose(config.training.steps_per_execution, steps,
-                                          strategy.num_replicas_in_sync)
+                                          strategy.num_replicas_in_sync, multi_worker)
         execution.apply(model, steps_per_call)
         if fresh and model.monitor is not None and not multi_worker:
             state.initial_value = _initial_value(model, first_validation_batch)
