@@ -103,6 +103,28 @@ def test_round_trip_and_temperature(name):
     assert sorted(grids) == ["samples_T0p5", "samples_T0p7", "samples_T0p85", "samples_T1p0"]
 
 
+def test_maf_samples_through_one_trace_that_follows_the_weights_and_frees_the_model():
+    import gc
+    import weakref
+
+    from tfdgm.models.flows.model import _traced_generate
+
+    model = _model("maf")
+    first = model.sample(4, 1.0, seed=1)
+    for num in (4, 6, 9, 64):
+        model.sample(num, 0.7, seed=2)
+    assert _traced_generate(model).experimental_get_tracing_count() <= 2
+    _perturb(model)  # the trace reads the variables, not the values at tracing
+    eps = tfdgm_random.stateless_normal([4, model.noise_dim], [1, 0])
+    np.testing.assert_allclose(model.sample(4, 1.0, seed=1), model.decode(eps).numpy(),
+                               atol=1e-5)
+    assert np.abs(model.sample(4, 1.0, seed=1) - first).max() > 1e-3
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
 def test_actnorm_initialization_survives_save_and_load(tmp_path):
     model = _model("glow", lr=0.)  # lr 0: only an initialization could move ActNorm
     model.train_on_batch(_images(16))

@@ -17,6 +17,7 @@ to standard-normal noise and back.
 """
 
 import contextlib
+import weakref
 
 import keras
 import numpy as np
@@ -366,8 +367,7 @@ class DensityFlow(GenerativeModel):
         `eps ~ N(0, I)` from `seed` (the base and split-prior noise is `N(0, T^2 I)`)."""
         temperature = check_temperature(temperature)
         eps = tfdgm_random.stateless_normal([num, self.noise_dim], [seed, 0])
-        generate = tf.function(self.generate, autograph=False) if self.trace_sampler else \
-            self.generate
+        generate = _traced_generate(self) if self.trace_sampler else self.generate
         return generate(eps * temperature).numpy()
 
     # Training -----------------------------------------------------------------------------------
@@ -403,6 +403,23 @@ class DensityFlow(GenerativeModel):
                 "dequantization_hidden": self.dequantization_hidden,
                 "logit_alpha": self.logit_alpha, "temperatures": list(self.temperatures),
                 "seed": self.seed}
+
+
+_TRACED_GENERATE = weakref.WeakKeyDictionary()
+
+
+def _traced_generate(model):
+    """`model.generate` as a `tf.function`, traced once per model (and once more for a batch
+    size of its own, before `reduce_retracing` makes the batch dimension unknown). It is kept
+    beside the model rather than on it, where SavedModel would save it with the model; it holds
+    the model weakly."""
+    function = _TRACED_GENERATE.get(model)
+    if function is None:
+        model_ref = weakref.ref(model)
+        function = tf.function(lambda eps: model_ref().generate(eps), autograph=False,
+                               reduce_retracing=True)
+        _TRACED_GENERATE[model] = function
+    return function
 
 
 class _MultiScale(DensityFlow):

@@ -192,10 +192,12 @@ class MAFPrior(FlowPrior):
     ```
 
     Orderings alternate `left-to-right`, `right-to-left` from one layer to the next.
-    `log_prob` is one MADE pass per layer. `generate` inverts each layer by `D` passes of a
-    fixed-point iteration started at `z = 0`: pass `j` makes the `j`-th coordinate in the
-    ordering exact, so `D` passes are exact (a `tf.while_loop` with `maximum_iterations=D`; it
-    converts to TFLite's builtin `WHILE`).
+    `log_prob` is one MADE pass per layer. `generate` inverts each layer coordinate by
+    coordinate in its ordering (`MADE.invert`: a `tf.while_loop` of `D` iterations, TFLite's
+    builtin `WHILE`), each updating the first hidden layer by one rank-one term and applying
+    only that coordinate's output columns: with one hidden layer the `D` coordinates together
+    cost about one MADE pass, where `D` fixed-point passes `z <- u exp(s(z)) + m(z)` from
+    `z = 0` (pass `j` makes the `j`-th coordinate exact) cost `D` passes.
 
     Options: `num_flows` (`K`, default 4), `hidden_units` (default `[256, 256]`; widths of at
     least `D - 1` let every degree appear), `activation`, `log_scale_bound`.
@@ -227,13 +229,11 @@ class MAFPrior(FlowPrior):
         return (z - m) * tf.exp(-s), -tf.reduce_sum(s, axis=-1)
 
     def _layer_generate(self, k, u):
-        def body(z):
-            m, s = self.shift_and_log_scale(k, z)
-            return (u * tf.exp(s) + m,)
+        def solve(u_i, m_i, s_i):
+            m_i, s_i = self.full_precision(m_i, s_i)
+            return u_i * tf.exp(self._bounded(s_i)) + m_i
 
-        (z,) = tf.while_loop(lambda z: True, body, (tf.zeros_like(u),),
-                             maximum_iterations=self.latent_dim)
-        return z
+        return self.mades[k].invert(u, solve)
 
     def _layer_bijector(self, k):
         return tfb.MaskedAutoregressiveFlow(
