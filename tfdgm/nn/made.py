@@ -219,7 +219,9 @@ class MADE(keras.layers.Layer):
         pre-activation is kept and updated by `z_i W_1[i]` once `z_i` is known (rank one), and
         only output `i`'s columns of the `m` and `s` kernels are applied. With one hidden layer
         of `H` units a coordinate is `O(B H)` instead of the `O(B D H)` of a full pass, so the
-        `D` coordinates cost about one pass; deeper layers are applied whole, `O(B H_l H_{l+1})`.
+        `D` coordinates do the arithmetic of about one pass (per-step overheads remain: 16.7x
+        faster than `D` passes for a MAF(5) over 784 pixels, `bench/bench_maf_sampling.py`);
+        deeper hidden layers are applied whole, `O(B H_l H_{l+1})` a coordinate.
         The result is that of `D` fixed-point passes `z <- solve(u, *made(z))` from `z = 0` up to
         rounding (`tests/test_flow_priors.py`).
 

@@ -570,7 +570,8 @@ class MAF(DensityFlow):
 
     The flow is `tfdgm.models.vae.flow_priors.MAFPrior` on `D = H W C` dimensions: `num_flows`
     MADE layers, orderings alternating; `log p(z)` is one MADE pass per layer, sampling `D`
-    sequential passes per layer (a `tf.while_loop`, TFLite's builtin `WHILE`). MAF(5), MAF(10):
+    sequential steps per layer (`MADE.invert`: a `tf.while_loop`, TFLite's builtin `WHILE`;
+    with one hidden layer the steps do the arithmetic of about one pass). MAF(5), MAF(10):
     `num_flows`.
 
     Example:
