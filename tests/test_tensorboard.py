@@ -256,6 +256,21 @@ def test_sprite_places_images_row_major():
     assert grid[2, 6, 0] == 0 and grid[4, 0, 0] == 0  # cells 5.. are empty
 
 
+@pytest.mark.parametrize("values", [np.random.default_rng(0).standard_normal([300, 7]),
+                                    np.arange(100.0), np.full([5, 3], 0.25), np.array([2.0])])
+def test_weight_histograms_are_those_of_tf_summary_histogram(values):
+    from tensorboard.plugins.histogram.summary_v2 import _buckets
+
+    from tfdgm.training.tensorboard import histogram_buckets
+
+    ours = histogram_buckets(tf.constant(values, tf.float32)).numpy()
+    reference = _buckets(tf.constant(values, tf.float32), tf.constant(30)).numpy()
+    assert ours.shape == reference.shape == (30, 3)
+    np.testing.assert_allclose(ours[:, :2], reference[:, :2], rtol=1e-12)
+    assert ours[:, 2].sum() == values.size
+    np.testing.assert_array_equal(ours[:, 2], reference[:, 2])
+
+
 def test_no_per_batch_work_in_the_logger():
     for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_end"):
         assert getattr(TensorBoardLogger, hook) is getattr(keras.callbacks.Callback, hook), hook

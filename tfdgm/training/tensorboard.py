@@ -35,6 +35,7 @@ import yaml
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from tfdgm import config as config_lib
 from tfdgm.training import projector
@@ -59,6 +60,32 @@ def flatten_config(tree, prefix=""):
         else:
             flat[name] = str(value)
     return flat
+
+
+HISTOGRAM_BUCKETS = 30
+"""Buckets of the weight histograms (TensorBoard's default)."""
+
+
+def histogram_buckets(values, bucket_count=HISTOGRAM_BUCKETS):
+    """The `[bucket_count, 3]` float64 tensor of TensorBoard's histogram plugin, rows `(left
+    edge, right edge, count)` over `[min, max]` of `values` (any shape, non-empty), as
+    `tf.summary.histogram` writes it, counted by the native `tf.histogram_fixed_width`.
+
+    `tf.summary.histogram` counts with a `[N, buckets]` one-hot matrix, which took about 10
+    times as long for a model's weights (47 ms against 4.8 ms for the quickstart VAE's 1.1M on
+    2 CPU cores, both traced). A single value gives TensorBoard's degenerate histogram: every
+    edge at the value, the whole count in the last bucket.
+    """
+    data = tf.reshape(tf.cast(values, tf.float64), [-1])
+    low, high = tf.reduce_min(data), tf.reduce_max(data)
+    single = tf.equal(low, high)
+    counts = tf.cast(tf.histogram_fixed_width(
+        data, tf.stack([low, tf.where(single, low + 1.0, high)]), nbins=bucket_count),
+        tf.float64)
+    last = tf.one_hot(bucket_count - 1, bucket_count, dtype=tf.float64)
+    counts = tf.where(single, tf.cast(tf.size(data), tf.float64) * last, counts)
+    edges = tf.concat([tf.linspace(low, high, bucket_count + 1)[:-1], [high]], 0)
+    return tf.stack([edges[:-1], edges[1:], counts], axis=1)
 
 
 def _learning_rate(optimizer):
@@ -121,6 +148,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.seed = seed
         self.projector_examples = projector_examples
         self._epoch_start = self._training_end = None
+        self._weight_writer = (None, None)  # (the variables' ids, their traced histograms)
 
     def on_train_begin(self, logs=None):
         metrics = [hparams_api.Metric(key.removeprefix("test_"), group="test")
@@ -183,7 +211,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
                     tf.summary.histogram(name, np.asarray(value))
             if epoch % self.image_every == 0:
                 self.log_images()
-                self.log_weights()
+                self.log_weights(step)
         for writer in self.writers.values():
             writer.flush()
 
@@ -191,15 +219,37 @@ class TensorBoardLogger(keras.callbacks.Callback):
         for name, grid in self.model.image_grids(self.images, self.seed).items():
             tf.summary.image(f"images/{name}", grid[None], max_outputs=1)
 
-    def log_weights(self):
-        """A histogram of each trainable variable, `weights/<variable path>`."""
-        seen = set()
-        for variable in self.model.trainable_variables:
-            tag = f"weights/{getattr(variable, 'path', variable.name)}"
-            while tag in seen:  # paths are unique in Keras 3; names alone need not be
-                tag += "_"
-            seen.add(tag)
-            tf.summary.histogram(tag, variable)
+    def log_weights(self, step):
+        """A histogram of each trainable variable, `weights/<variable path>`, at `step`, to the
+        default writer.
+
+        The histograms are counted natively (`histogram_buckets`) and written by one
+        `tf.function`, traced for the model's variables (again only if they change). Written
+        eagerly by `tf.summary.histogram` they took 180 ms an epoch for the quickstart VAE's 22
+        variables, about half of its 40 training steps' time.
+        """
+        variables = self.model.trainable_variables
+        ids = tuple(id(variable) for variable in variables)
+        if self._weight_writer[0] != ids:
+            tags, seen = [], set()
+            for variable in variables:
+                tag = f"weights/{getattr(variable, 'path', variable.name)}"
+                while tag in seen:  # paths are unique in Keras 3; names alone need not be
+                    tag += "_"
+                seen.add(tag)
+                tags.append(tag)
+
+            metadata = [histogram_metadata.create_summary_metadata(tag, "") for tag in tags]
+
+            @tf.function(autograph=False)
+            def write(step):
+                for tag, variable, meta in zip(tags, variables, metadata):
+                    if variable.shape.num_elements() != 0:
+                        tf.summary.write(tag, histogram_buckets(variable), step=step,
+                                         metadata=meta)
+
+            self._weight_writer = (ids, write)
+        self._weight_writer[1](tf.constant(step, tf.int64))
 
     def log_test_metrics(self, metrics, step):
         """After the test evaluation: the test scalars, `metrics` as text, the projector, and the
