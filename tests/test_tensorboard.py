@@ -39,6 +39,7 @@ TINY_VAE = {
 }
 TINY_RBM_OVERRIDES = ["name=tiny_rbm", "data.max_examples=300", "data.eval_batch_size=100",
                       "model.hidden_units=8", "model.sample_steps=5", f"training.epochs={EPOCHS}",
+                      "training.image_every_epochs=1",
                       "evaluation.ais_chains=8", "evaluation.ais_schedule=[[1.0, 10]]"]
 
 
