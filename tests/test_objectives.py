@@ -70,6 +70,35 @@ def test_nll_estimate_does_not_depend_on_the_chunking(trained_model):
     assert abs(a["log_likelihood"].mean() - b["log_likelihood"].mean()) < 0.5
 
 
+def test_nll_estimate_under_xla_is_the_same_estimate(trained_model):
+    model, images = trained_model
+    data = tf.data.Dataset.from_tensor_slices(images[:32]).batch(16)
+    plain = importance_sampled_log_likelihood(model, data, num_samples=200, chunk=100,
+                                              verbose=False)
+    compiled = importance_sampled_log_likelihood(model, data, num_samples=200, chunk=100,
+                                                 verbose=False, jit_compile=True)
+    for key in plain:  # the same noise: only the rounding differs
+        np.testing.assert_allclose(compiled[key], plain[key], rtol=1e-5)
+
+
+class GammaWeights:
+    """`log_weights` with `tf.random.stateless_gamma`, which XLA cannot compile."""
+
+    def log_weights(self, x, num_samples, seed):
+        shape = tf.stack([num_samples, tf.shape(x)[0]])
+        return -tf.random.stateless_gamma(shape, seed=seed, alpha=2.0)
+
+
+def test_nll_estimate_falls_back_without_xla_saying_why(capsys):
+    data = tf.data.Dataset.from_tensor_slices(np.zeros([8, 2, 2, 1], np.float32)).batch(4)
+    estimates = importance_sampled_log_likelihood(GammaWeights(), data, num_samples=20,
+                                                  chunk=10, verbose=False, jit_compile=True)
+    assert estimates["log_likelihood"].shape == (8,)
+    assert np.all(np.isfinite(estimates["log_likelihood"]))
+    out = capsys.readouterr().out
+    assert out.count("Importance-sampled NLL without XLA:") == 1 and "Gamma" in out
+
+
 def test_iwae_objective_trains_and_reports_its_bound():
     model = small_vae(objective="iwae", num_samples=5)
     model = train_briefly(model, random_images(64), steps=3)

@@ -27,10 +27,22 @@ def _group_bound(log_w: np.ndarray, k: int) -> np.ndarray:
     return (lse - np.log(k)).mean(axis=0)
 
 
+def _xla_failure(function, *args):
+    """None if the XLA-compiled `function` lowers to HLO for `args` (nothing runs), else the
+    first line of XLA's error."""
+    try:
+        function.experimental_get_compiler_ir(*args)(stage="hlo")
+    except (ValueError, TypeError, tf.errors.OpError) as error:
+        message = str(error).strip()
+        return message.splitlines()[0][:200] if message else type(error).__name__
+    return None
+
+
 def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=500,
                                       bound_ks: Sequence[int] = (1, 10, 100), seed=1234,
                                       max_examples=None, num_examples=None,
-                                      verbose=True) -> Dict[str, np.ndarray]:
+                                      verbose=True,
+                                      jit_compile: bool = False) -> Dict[str, np.ndarray]:
     """Estimates log p(x) per example, and the IWAE bounds L_k, on `dataset`.
 
     Args:
@@ -43,6 +55,10 @@ def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=50
       bound_ks: the k of the IWAE bounds to report; each must divide into S.
       max_examples: evaluate at most this many examples.
       num_examples: how many examples `dataset` holds, for the progress bar.
+      jit_compile: compile the chunks' `log_weights` with XLA where they lower to HLO (checked
+        on the first batch, without running; otherwise one printed line and no XLA). The noise
+        is the same either way (`tfdgm.random`); XLA took the quickstart VAE's 4 chunks of 250
+        samples of 500 test digits from 4.2 s to 3.4 s on 2 CPU cores.
 
     Returns:
       `{"log_likelihood": [N], "iwae_k": [N] for k in bound_ks}` numpy arrays.
@@ -52,9 +68,12 @@ def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=50
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of chunk ({chunk}).")
     bound_ks = [k for k in bound_ks if k <= num_samples]
 
-    @tf.function(reduce_retracing=True)
-    def chunk_log_weights(x, seed):
-        return model.log_weights(x, chunk, seed)
+    def traced(jit):
+        return tf.function(lambda x, seed: model.log_weights(x, chunk, seed),
+                           reduce_retracing=True, jit_compile=jit)
+
+    chunk_log_weights = traced(jit_compile)
+    checked = not jit_compile
 
     results = {"log_likelihood": []}
     results.update({f"iwae_{k}": [] for k in bound_ks})
@@ -67,6 +86,12 @@ def importance_sampled_log_likelihood(model, dataset, num_samples=5000, chunk=50
             x = x[: max_examples - seen]
             if x.shape[0] == 0:
                 break
+        if not checked:
+            reason = _xla_failure(chunk_log_weights, x, tfdgm_random.step_seed(seed, 0))
+            if reason is not None:
+                print(f"Importance-sampled NLL without XLA: {reason}")
+                chunk_log_weights = traced(False)
+            checked = True
         chunks = []
         for c in range(num_samples // chunk):
             chunk_seed = tfdgm_random.step_seed(seed, batch_index * 100003 + c)

@@ -31,7 +31,8 @@ def evaluate_vae(model, datasets, config) -> Dict[str, Any]:
         estimates = importance_sampled_log_likelihood(
             model, nll_data.batch(max(1, evaluation.nll_pass_size // evaluation.nll_chunk)),
             num_samples=evaluation.nll_samples, chunk=evaluation.nll_chunk,
-            seed=config.seed + 1, num_examples=count)
+            seed=config.seed + 1, num_examples=count,
+            jit_compile=model.jit_compile is True)  # as the run's steps (tfdgm.training.xla)
         metrics["test_nll"] = float(-estimates["log_likelihood"].mean())
         metrics["test_nll_examples"] = int(len(estimates["log_likelihood"]))
         for key, values in estimates.items():
