@@ -223,7 +223,7 @@ class MADE(keras.layers.Layer):
         faster than `D` passes for a MAF(5) over 784 pixels, `bench/bench_maf_sampling.py`);
         deeper hidden layers are applied whole, `O(B H_l H_{l+1})` a coordinate.
         The result is that of `D` fixed-point passes `z <- solve(u, *made(z))` from `z = 0` up to
-        rounding (`tests/test_flow_priors.py`).
+        rounding (`tests/bijectors/test_made_invert.py`).
 
         Args:
           u: `[..., D]`.
